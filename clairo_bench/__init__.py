@@ -1,0 +1,3 @@
+"""clairo-bench: a benchmark harness for multimodal generative recommendation."""
+
+__version__ = "0.1.0"

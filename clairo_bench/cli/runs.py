@@ -1,5 +1,113 @@
+"""`clairo-bench run`: train and score methods as independent, resumable jobs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from clairo_bench.methods.base import PROFILES, ConfigError
+from clairo_bench.methods.registry import UnknownMethodError, get_method_class, register_plugin
+from clairo_bench.runner import expand_jobs, run_jobs
+
+logger = logging.getLogger(__name__)
+
+REPORTED_METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"Invalid seeds {text!r}; write a comma-separated list such as 0,1,2.")
+    if not seeds:
+        raise typer.BadParameter("Give at least one seed, for example --seeds 0.")
+    return seeds
+
+
+def _check_overrides(overrides: list[str], methods: list[str]) -> None:
+    """Reject --set keys that configure nothing, before any job starts."""
+    fields = {name: set(get_method_class(name).config_class.__dataclass_fields__) for name in methods}
+    for item in overrides:
+        key = item.partition("=")[0]
+        scope, dot, name = key.partition(".")
+        if dot and scope in ("split", "eval"):
+            continue
+        if dot:
+            if scope not in fields:
+                raise ConfigError(f"--set {item!r} names method {scope!r}, which is not in --methods.")
+            if name not in fields[scope]:
+                raise ConfigError(
+                    f"--set {item!r}: {scope} has no setting {name!r}. "
+                    f"Available: {', '.join(sorted(fields[scope]))}."
+                )
+        elif not any(key in f for f in fields.values()):
+            raise ConfigError(
+                f"--set {item!r}: no method in --methods has a setting {key!r}; "
+                "prefix split. or eval. for split and evaluation settings."
+            )
+
+
+def run(
+    methods: str = typer.Option(..., "--methods", "-m", help="Comma-separated method names (see `methods list`)."),
+    dataset: str = typer.Option("instruments", "--dataset", "-d", help="Dataset card name (see `datasets list`)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated random seeds; one job per method and seed."),
+    profile: str = typer.Option("quick", "--profile", help=f"Hyperparameter profile: {', '.join(PROFILES)}. "
+                                "smoke takes seconds, quick is sized for a CPU, paper uses published settings."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a setting: KEY=VALUE (all methods with KEY), "
+                                        "METHOD.KEY=VALUE, split.max_history_items=N or eval.KEY=VALUE. Repeatable."),
+    plugin: list[str] = typer.Option([], "--plugin", help="Load a third-party method given as module:Class. Repeatable."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Folder of run directories."),
+    cache_dir: Path = typer.Option(Path(".cache"), "--cache-dir", help="Folder for cached splits, features and vocabularies."),
+    device: str = typer.Option("auto", "--device", help="torch device: auto (CUDA when available), cpu, cuda, cuda:N."),
+    workers: int = typer.Option(1, "--workers", help="Jobs run at once, each in its own process."),
+) -> None:
+    """Train and evaluate each (method, seed) on DATASET as an independent, resumable job.
+
+    Finished jobs are skipped; an interrupted job resumes from its last checkpoint; a failing job
+    is reported and the others go on.
+    """
+    console = Console()
+    if profile not in PROFILES:
+        raise typer.BadParameter(f"Unknown profile {profile!r}. Available: {', '.join(PROFILES)}.")
+    try:
+        for reference in plugin:
+            register_plugin(reference)
+        names = [name.strip() for name in methods.split(",") if name.strip()]
+        for name in names:
+            get_method_class(name)
+        _check_overrides(overrides, names)
+    except (UnknownMethodError, ConfigError) as error:
+        console.print(f"[red]Error:[/red] {error}")
+        raise typer.Exit(2)
+
+    jobs = expand_jobs(names, dataset, _parse_seeds(seeds), profile, overrides, plugin)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"Jobs on {dataset} ({profile})", total=len(jobs))
+        outcomes = run_jobs(jobs, runs_dir, cache_dir, device=device, workers=workers,
+                            on_outcome=lambda outcome: progress.advance(task))
+
+    table = Table("method", "seed", "status", *REPORTED_METRICS, "wall time (s)", "peak memory (MiB)", "run directory")
+    for outcome in sorted(outcomes, key=lambda o: (o.job.method, o.job.seed)):
+        test = outcome.summary.get("test", {})
+        status = outcome.status if outcome.status != "failed" else f"[red]failed[/red]: {outcome.error}"
+        table.add_row(
+            outcome.job.method, str(outcome.job.seed), status,
+            *[f"{test[m]:.4f}" if m in test else "-" for m in REPORTED_METRICS],
+            f"{outcome.summary['wall_time_s']:.0f}" if "wall_time_s" in outcome.summary else "-",
+            f"{outcome.summary['peak_memory_mb']:.0f}" if "peak_memory_mb" in outcome.summary else "-",
+            str(outcome.run_dir),
+        )
+    console.print(table)
+    if any(outcome.status == "failed" for outcome in outcomes):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the top-level app."""
+    """Add `run` to the top-level app."""
+    app.command("run")(run)

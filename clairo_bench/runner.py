@@ -1,0 +1,391 @@
+"""Jobs: one (method, dataset, seed, profile, overrides) each, run independently and resumably.
+
+Run directory layout (`<runs_dir>/<dataset>/<method>/<profile>-seed<seed>-<job key>/`):
+- job.json: the job as requested.
+- config.json: the fully resolved configuration (method config, split and evaluation settings,
+  dataset name, content hash and processing, seed, profile, device).
+- provenance.json: package versions, git commit, Python, platform, device, start time.
+- train_log.jsonl: one JSON record per epoch (training loss, validation metrics, seconds).
+- work/: the method's checkpoints and artifacts; a resumed job continues from them.
+- records.json: facts the method reported (vocabulary statistics, code sources, ...).
+- per_user_test.csv: one row per test user (ids, target, rank, every metric).
+- summary.json: test and validation metrics, chosen epoch, wall time, peak memory. Its presence
+  marks the job as finished; a re-run skips such jobs.
+- error.json: written instead of summary.json when the job failed, with the traceback.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clairo_bench.evaluation import EvalSettings, Evaluator
+from clairo_bench.io import atomic_write_json, atomic_write_text
+from clairo_bench.methods.base import ConfigError, Method, RunContext, build_config
+from clairo_bench.methods.registry import get_method_class, register_plugin
+
+logger = logging.getLogger(__name__)
+
+RUN_FORMAT_VERSION = 1
+TRACKED_PACKAGES = (
+    "clairo-bench", "torch", "torchvision", "transformers", "sentence-transformers",
+    "open_clip_torch", "faiss-cpu", "faiss-gpu", "numpy", "scipy", "pandas", "accelerate",
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work; every field enters the job key.
+
+    Attributes:
+        method: registered method name.
+        dataset: dataset card name.
+        seed: random seed for Python, NumPy and torch.
+        profile: "smoke", "quick" or "paper".
+        overrides: "key=value" settings from `--set`, as given (see `split_overrides`).
+        plugins: `module:Class` references to register in the job's process before it starts.
+    """
+
+    method: str
+    dataset: str
+    seed: int
+    profile: str = "quick"
+    overrides: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        payload = json.dumps(
+            {"method": self.method, "dataset": self.dataset, "seed": self.seed,
+             "profile": self.profile, "overrides": sorted(self.overrides),
+             "version": RUN_FORMAT_VERSION},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+    def run_dir(self, runs_dir: Path) -> Path:
+        return Path(runs_dir) / self.dataset / self.method / f"{self.profile}-seed{self.seed}-{self.key}"
+
+
+@dataclass
+class JobOutcome:
+    """What happened to a job: "finished", "skipped" (already finished) or "failed"."""
+
+    job: Job
+    status: str
+    run_dir: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedOverrides:
+    """`--set` values sorted by target: split settings, evaluation settings and method fields."""
+
+    split: dict[str, str]
+    evaluation: dict[str, str]
+    method: dict[str, str]
+
+
+def split_overrides(overrides: Sequence[str], method: str, method_fields: Sequence[str]) -> ResolvedOverrides:
+    """Sort `key=value` strings by what they configure.
+
+    `split.KEY` and `eval.KEY` set split and evaluation settings; `METHOD.KEY` sets a field of
+    that method only; a bare `KEY` sets that field on every method that has it.
+    """
+    split: dict[str, str] = {}
+    evaluation: dict[str, str] = {}
+    method_values: dict[str, str] = {}
+    for item in overrides:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise ConfigError(f"Invalid --set {item!r}; write it as key=value, e.g. sasrec.lr=0.001.")
+        scope, dot, name = key.partition(".")
+        if dot and scope == "split":
+            split[name] = value
+        elif dot and scope == "eval":
+            evaluation[name] = value
+        elif dot:
+            if scope == method:
+                method_values[name] = value
+        elif key in method_fields:
+            method_values[key] = value
+    return ResolvedOverrides(split=split, evaluation=evaluation, method=method_values)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit() -> dict[str, Any]:
+    """Describe the git commit of the clairo-bench checkout, if it is one."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"Device {requested!r} was requested but torch sees no CUDA device; use --device cpu.")
+    return requested
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    divisor = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return maxrss / divisor
+
+
+def _write_per_user(path: Path, result, split_users: np.ndarray, dataset, histories) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "user_index": result.users,
+            "user_id": [dataset.user_ids[u] for u in result.users],
+            "target_index": result.targets,
+            "target_id": [dataset.item_ids[t] for t in result.targets],
+            "history_length": [len(h) for h in histories],
+            "rank": result.ranks,
+        }
+    )
+    for name, values in result.per_user.items():
+        frame[name] = values
+    atomic_write_text(path, frame.to_csv(index=False))
+
+
+def execute_job(job: Job, runs_dir: Path, cache_dir: Path, device: str = "auto") -> JobOutcome:
+    """Run one job to completion in this process, or skip it when it already finished."""
+    run_dir = job.run_dir(runs_dir)
+    if (run_dir / "summary.json").exists():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        return JobOutcome(job, "skipped", run_dir, summary)
+    started = time.perf_counter()
+    try:
+        summary = _run_job(job, run_dir, cache_dir, device, started)
+    except Exception as error:  # a failing job is recorded and must not stop the others
+        logger.error("Job %s on %s (seed %d) failed: %s", job.method, job.dataset, job.seed, error)
+        atomic_write_json(
+            run_dir / "error.json",
+            {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(),
+             "failed_at": datetime.now(timezone.utc).isoformat()},
+        )
+        return JobOutcome(job, "failed", run_dir, error=f"{type(error).__name__}: {error}")
+    return JobOutcome(job, "finished", run_dir, summary)
+
+
+def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: float) -> dict[str, Any]:
+    from clairo_bench.data.catalog import load_dataset
+    from clairo_bench.data.split import SplitSettings, load_or_build_split
+
+    for reference in job.plugins:
+        register_plugin(reference)
+    method_class = get_method_class(job.method)
+    fields = [f for f in method_class.config_class.__dataclass_fields__]
+    overrides = split_overrides(job.overrides, job.method, fields)
+    split_settings = build_config(SplitSettings, overrides.split, owner="split")
+    eval_settings = build_config(EvalSettings, overrides.evaluation, owner="eval")
+    method_config = method_class.resolve_config(job.profile, overrides.method)
+    device = resolve_device(device)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.json").unlink(missing_ok=True)
+    atomic_write_json(run_dir / "job.json", asdict(job))
+    seed_everything(job.seed)
+
+    dataset = load_dataset(job.dataset)
+    split = load_or_build_split(dataset, split_settings, cache_dir)
+    config = {
+        "format_version": RUN_FORMAT_VERSION,
+        "method": job.method,
+        "method_class": f"{method_class.__module__}:{method_class.__qualname__}",
+        "method_config": asdict(method_config),
+        "profile": job.profile,
+        "seed": job.seed,
+        "device": device,
+        "dataset": {"name": dataset.name, "content_hash": dataset.content_hash(),
+                    "processing": dataset.processing, "n_users": dataset.n_users,
+                    "n_items": dataset.n_items, "n_interactions": dataset.n_interactions},
+        "split": {"key": split.key, "protocol": "leave-one-out", **asdict(split_settings),
+                  "dropped_users": split.dropped_users},
+        "evaluation": eval_settings.protocol(),
+    }
+    atomic_write_json(run_dir / "config.json", config)
+    atomic_write_json(
+        run_dir / "provenance.json",
+        {"packages": package_versions(), "git": git_commit(), "python": sys.version,
+         "platform": platform.platform(), "processor": platform.processor(),
+         "cpu_count": os.cpu_count(), "device": device,
+         "started_at": datetime.now(timezone.utc).isoformat()},
+    )
+
+    evaluator = Evaluator(eval_settings)
+    log_path = run_dir / "train_log.jsonl"
+    if not (run_dir / "work").exists():
+        log_path.unlink(missing_ok=True)  # a log without checkpoints belongs to no resumable state
+
+    def log_epoch(record: dict[str, Any]) -> None:
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+        logger.info("%s seed %d: %s", job.method, job.seed,
+                    ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in record.items()))
+
+    def validate(method: Method) -> dict[str, float]:
+        return evaluator.evaluate(method, split.valid, split.n_items).summary()
+
+    context = RunContext(
+        seed=job.seed, profile=job.profile, device=device, work_dir=run_dir / "work",
+        cache_dir=Path(cache_dir), validate=validate, log_epoch=log_epoch,
+    )
+    context.work_dir.mkdir(parents=True, exist_ok=True)
+    method = method_class(method_config)
+    fit_started = time.perf_counter()
+    method.fit(dataset, split, context)
+    fit_seconds = time.perf_counter() - fit_started
+
+    valid_summary = evaluator.evaluate(method, split.valid, split.n_items).summary()
+    test_started = time.perf_counter()
+    test_result = evaluator.evaluate(method, split.test, split.n_items)
+    test_seconds = time.perf_counter() - test_started
+    _write_per_user(run_dir / "per_user_test.csv", test_result, split.test.users, dataset,
+                    split.test.histories)
+    try:
+        method.save(run_dir / "model")
+    except NotImplementedError:
+        logger.info("Method %s does not support saving; `recommend` cannot use this run.", job.method)
+    atomic_write_json(run_dir / "records.json", context.records)
+
+    history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    metric = "valid_ndcg@10"
+    scored = [record for record in history if metric in record]
+    best = max(scored, key=lambda record: record[metric]) if scored else None
+    summary = {
+        "status": "finished",
+        "test": test_result.summary(),
+        "valid": valid_summary,
+        "best_epoch": best["epoch"] if best else None,
+        "epochs_run": len(history),
+        "fit_seconds": fit_seconds,
+        "test_seconds": test_seconds,
+        "wall_time_s": time.perf_counter() - started,
+        "peak_memory_mb": peak_memory_mb(),
+        "n_test_users": len(test_result.users),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    runs_dir: Path,
+    cache_dir: Path,
+    device: str = "auto",
+    workers: int = 1,
+    isolate: bool = True,
+    on_outcome=None,
+) -> list[JobOutcome]:
+    """Run jobs independently; with `isolate`, each in a fresh process (peak memory per job).
+
+    A job that fails is recorded and reported; the other jobs still run.
+    """
+    outcomes: list[JobOutcome] = []
+    if not isolate:
+        for job in jobs:
+            outcome = execute_job(job, runs_dir, cache_dir, device)
+            outcomes.append(outcome)
+            if on_outcome:
+                on_outcome(outcome)
+        return outcomes
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, max_tasks_per_child=1,
+        initializer=_configure_child_logging, initargs=(logging.getLogger().level,),
+    ) as pool:
+        futures = {pool.submit(execute_job, job, runs_dir, cache_dir, device): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            job = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as error:  # the worker process itself died (killed, out of memory)
+                outcome = JobOutcome(job, "failed", job.run_dir(runs_dir),
+                                     error=f"worker process died: {type(error).__name__}: {error}")
+                logger.error("Job %s seed %d: %s", job.method, job.seed, outcome.error)
+            outcomes.append(outcome)
+            if on_outcome:
+                on_outcome(outcome)
+    return outcomes
+
+
+def _configure_child_logging(level: int) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", force=True)
+
+
+def expand_jobs(
+    methods: Sequence[str], dataset: str, seeds: Sequence[int], profile: str,
+    overrides: Sequence[str] = (), plugins: Sequence[str] = (),
+) -> list[Job]:
+    return [
+        Job(method=m, dataset=dataset, seed=s, profile=profile, overrides=tuple(overrides),
+            plugins=tuple(plugins))
+        for m in methods for s in seeds
+    ]
+
+
+def read_run(run_dir: Path) -> Mapping[str, Any]:
+    """Load a finished run's config, summary and provenance."""
+    return {
+        name: json.loads((run_dir / f"{name}.json").read_text())
+        for name in ("config", "summary", "provenance", "job")
+        if (run_dir / f"{name}.json").exists()
+    }

@@ -108,6 +108,30 @@ def run(
         raise typer.Exit(1)
 
 
+def recommend(
+    run_dir: Path = typer.Option(..., "--run", help="A finished run directory (see `run`)."),
+    history: str = typer.Option(..., "--history", help="Comma-separated items, oldest first: ASINs or #INDEX."),
+    k: int = typer.Option(10, "--k", help="Number of items to list."),
+    cache_dir: Path = typer.Option(Path(".cache"), "--cache-dir", help="Folder for cached splits and features."),
+) -> None:
+    """Print the top-K items that a trained run recommends after HISTORY."""
+    from clairo_bench.data.dataset import DataError
+    from clairo_bench.inference import load_trained_method, parse_history, recommend_for_history
+
+    console = Console()
+    try:
+        method, dataset = load_trained_method(run_dir, cache_dir)
+        items = parse_history(history.split(","), dataset)
+    except (FileNotFoundError, DataError, NotImplementedError, UnknownMethodError) as error:
+        console.print(f"[red]Error:[/red] {error}")
+        raise typer.Exit(2)
+    table = Table("rank", "item index", "item id", "title", title=f"{method.name} on {dataset.name}")
+    for item in recommend_for_history(method, dataset, items, k):
+        table.add_row(str(item.rank), str(item.item_index), item.item_id, item.title or "")
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `run` to the top-level app."""
+    """Add `run` and `recommend` to the top-level app."""
     app.command("run")(run)
+    app.command("recommend")(recommend)

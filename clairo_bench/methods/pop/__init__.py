@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -31,3 +32,10 @@ class Pop(Method):
 
     def recommend(self, histories: Sequence[np.ndarray], k: int) -> Recommendations:
         return Recommendations(scores=np.broadcast_to(self.scores, (len(histories), len(self.scores))))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "scores.npy", self.scores)
+
+    def load(self, directory: Path, dataset: Dataset, split: Split) -> None:
+        self.scores = np.load(directory / "scores.npy")

@@ -1,0 +1,97 @@
+"""Use a finished run: reload its method and rank items for a new history."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clairo_bench.data.dataset import DataError, Dataset
+from clairo_bench.methods.base import Method, build_config
+from clairo_bench.methods.registry import get_method_class, register_plugin
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RankedItem:
+    rank: int
+    item_index: int
+    item_id: str
+    title: str | None
+
+
+def load_trained_method(run_dir: Path, cache_dir: Path) -> tuple[Method, Dataset]:
+    """Rebuild the method of a finished run from its recorded config and saved model."""
+    from clairo_bench.data.catalog import load_dataset
+    from clairo_bench.data.split import SplitSettings, load_or_build_split
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(
+            f"{config_path} not found; pass a run directory written by `clairo-bench run`."
+        )
+    if not (run_dir / "summary.json").exists():
+        raise FileNotFoundError(f"Run {run_dir} has not finished (no summary.json); finish it first.")
+    config = json.loads(config_path.read_text())
+    job = json.loads((run_dir / "job.json").read_text())
+    for reference in job.get("plugins", []):
+        register_plugin(reference)
+    method_class = get_method_class(config["method"])
+    method_config = build_config(method_class.config_class, config["method_config"], owner=config["method"])
+
+    dataset = load_dataset(config["dataset"]["name"])
+    if dataset.content_hash() != config["dataset"]["content_hash"]:
+        raise DataError(
+            f"Dataset {dataset.name!r} has changed since run {run_dir} (content hash "
+            f"{dataset.content_hash()} instead of {config['dataset']['content_hash']}); "
+            "re-run the job on the current data."
+        )
+    split_settings = SplitSettings(max_history_items=config["split"]["max_history_items"])
+    split = load_or_build_split(dataset, split_settings, cache_dir)
+    method = method_class(method_config)
+    method.load(run_dir / "model", dataset, split)
+    return method, dataset
+
+
+def parse_history(tokens: list[str], dataset: Dataset) -> np.ndarray:
+    """Map item identifiers (ASINs, or item indices written as #N) to item indices."""
+    index = dataset.item_index()
+    items = []
+    for token in tokens:
+        token = token.strip()
+        if token.startswith("#") and token[1:].isdigit() and int(token[1:]) < dataset.n_items:
+            items.append(int(token[1:]))
+        elif token in index:
+            items.append(index[token])
+        else:
+            raise DataError(
+                f"Item {token!r} is not in dataset {dataset.name!r}; give ASINs such as "
+                f"{dataset.item_ids[0]} or item indices such as #0."
+            )
+    if not items:
+        raise DataError("The history is empty; give at least one item.")
+    return np.asarray(items, dtype=np.int64)
+
+
+def recommend_for_history(method: Method, dataset: Dataset, history: np.ndarray, k: int) -> list[RankedItem]:
+    """Rank the top-k items for one history with a trained method."""
+    output = method.recommend([history], k)
+    if output.scores is not None:
+        order = np.argsort(-output.scores[0], kind="stable")[:k]
+    else:
+        order = [item for item in output.items[0].tolist() if 0 <= item < dataset.n_items][:k]
+    titles = dataset.item_meta
+    return [
+        RankedItem(
+            rank=position + 1,
+            item_index=int(item),
+            item_id=dataset.item_ids[item],
+            title=(titles[item].title if titles is not None and titles[item] is not None else None),
+        )
+        for position, item in enumerate(order)
+    ]

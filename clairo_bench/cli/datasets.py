@@ -1,3 +1,202 @@
+"""`clairo-bench datasets list | download | stats`: dataset cards, raw downloads and statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from clairo_bench.data.cards import load_card
+from clairo_bench.data.catalog import available_sources, list_datasets, load_dataset
+from clairo_bench.data.dataset import DataError
+from clairo_bench.data.download import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DownloadError,
+    download_raw,
+)
+from clairo_bench.data.stats import dataset_stats
 
 app = typer.Typer(no_args_is_help=True)
+console = Console()
+error_console = Console(stderr=True)
+
+_RAW_DIR_HELP = (
+    "Root folder of raw downloads; files go to <folder>/<name>/. "
+    "Default: CLAIRO_BENCH_RAW_DIR or raw/ in the datasets folder."
+)
+
+
+def _fail(message: str) -> None:
+    error_console.print(f"[red]Error:[/red] {message}", markup=True, highlight=False)
+    raise typer.Exit(code=1)
+
+
+@app.command("list")
+def list_command(
+    raw_dir: Optional[Path] = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
+) -> None:
+    """List the dataset cards, their sources and whether each source's files are present."""
+    try:
+        cards = list_datasets()
+    except DataError as error:
+        _fail(str(error))
+    table = Table(title="Datasets")
+    table.add_column("name", style="bold")
+    table.add_column("category")
+    table.add_column("year", justify="right")
+    table.add_column("default source")
+    table.add_column("released files")
+    table.add_column("raw files")
+    for card in cards:
+        available = available_sources(card, raw_dir)
+
+        def describe(source: str) -> str:
+            if source not in available:
+                return "-"
+            return "[green]present[/green]" if available[source] else "[yellow]missing[/yellow]"
+
+        table.add_row(
+            card.name,
+            card.category,
+            str(card.year),
+            card.default_source,
+            describe("released"),
+            describe("raw"),
+        )
+    console.print(table)
+
+
+@app.command("download")
+def download_command(
+    name: str = typer.Argument(..., help="Dataset card name, e.g. instruments."),
+    raw_dir: Optional[Path] = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
+    connect_timeout: float = typer.Option(
+        DEFAULT_CONNECT_TIMEOUT_S,
+        "--connect-timeout",
+        min=0.1,
+        help="Seconds to wait for the connection to the download host before giving up.",
+    ),
+) -> None:
+    """Download the raw review and metadata files of a dataset (resumable)."""
+    try:
+        card = load_card(name)
+    except DataError as error:
+        _fail(str(error))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(file_name: str, done: int, total: int | None) -> None:
+            if file_name not in tasks:
+                tasks[file_name] = progress.add_task(file_name, total=total)
+            progress.update(tasks[file_name], completed=done, total=total)
+
+        try:
+            results = download_raw(
+                card, raw_dir=raw_dir, connect_timeout_s=connect_timeout, progress=report
+            )
+        except DownloadError as error:
+            progress.stop()
+            _fail(str(error))
+    table = Table(title=f"Raw files of {card.name}")
+    table.add_column("file")
+    table.add_column("status")
+    table.add_column("sha256")
+    for result in results:
+        if result.skipped:
+            status = "already present"
+        elif result.resumed_from_bytes:
+            status = f"resumed at {result.resumed_from_bytes:,} bytes"
+        else:
+            status = "downloaded"
+        status += ", verified" if result.verified else ", not verified"
+        table.add_row(str(result.path), status, result.sha256)
+    console.print(table)
+    if not all(result.verified for result in results):
+        console.print(
+            f"The card {card.path} declares no hash for some files; add the values above to "
+            "its [raw.sha256] table to verify future downloads."
+        )
+
+
+def _format_fraction(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _render_stats(stats: dict[str, Any], source: str) -> None:
+    table = Table(title=f"{stats['name']} ({source})", show_header=False)
+    table.add_column("statistic", style="bold")
+    table.add_column("value", justify="right")
+    lengths = stats["sequence_length"]
+    table.add_row("users", f"{stats['users']:,}")
+    table.add_row("items", f"{stats['items']:,}")
+    table.add_row("interactions", f"{stats['interactions']:,}")
+    table.add_row("density", f"{stats['density']:.6f}")
+    table.add_row("sequence length min", f"{lengths['min']:,}")
+    table.add_row("sequence length mean", f"{lengths['mean']:.2f}")
+    table.add_row("sequence length median", f"{lengths['median']:.1f}")
+    table.add_row("sequence length max", f"{lengths['max']:,}")
+    table.add_row("items without interactions", f"{stats['cold_items']:,}")
+    console.print(table)
+
+    popularity = Table(title="Interactions per item (quantiles)")
+    for quantile in stats["item_popularity"]:
+        popularity.add_column(quantile, justify="right")
+    popularity.add_row(*(f"{value:g}" for value in stats["item_popularity"].values()))
+    console.print(popularity)
+
+    coverage = Table(title="Feature coverage (fraction of items)")
+    coverage.add_column("modality")
+    coverage.add_column("coverage", justify="right")
+    for modality, value in stats["coverage"].items():
+        coverage.add_row(modality, _format_fraction(value))
+    console.print(coverage)
+
+    if stats["codes"]:
+        codes = Table(title="Released codes")
+        for column in ("modality", "file", "levels", "codebook", "distinct tuples", "colliding"):
+            codes.add_column(column)
+        for modality, code_stats in stats["codes"].items():
+            codes.add_row(
+                modality,
+                code_stats["source"],
+                str(code_stats["levels"]),
+                str(code_stats["codebook_size"]),
+                f"{code_stats['distinct_tuples']:,}",
+                f"{code_stats['colliding_items']:,}",
+            )
+        console.print(codes)
+
+
+@app.command("stats")
+def stats_command(
+    name: str = typer.Argument(..., help="Dataset card name, e.g. instruments."),
+    source: Optional[str] = typer.Option(
+        None, "--source", help="released or raw; default: the card's default_source."
+    ),
+    raw_dir: Optional[Path] = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
+) -> None:
+    """Print users, items, interactions, sequence lengths, popularity and feature coverage."""
+    try:
+        dataset = load_dataset(name, source=source, raw_dir=raw_dir)
+    except DataError as error:
+        _fail(str(error))
+    _render_stats(dataset_stats(dataset), dataset.processing.get("source", "?"))

@@ -18,6 +18,10 @@ Processing order, each step counted in Dataset.processing["counts"]:
 4. if require_image, drop items whose metadata has no image URL;
 5. k-core filtering, repeated until every user and item has at least k interactions.
 Users and items are indexed in sorted id order.
+
+NOTE: this loader has only run on files written by the tests. No real Amazon file could be
+fetched here, so its output on the real Musical_Instruments files was never compared with the
+17,112 users of MQL4GRec's release (which filtered by downloadable images, not by image URL).
 """
 
 from __future__ import annotations

@@ -232,7 +232,6 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
     method_class = get_method_class(job.method)
     fields = [f for f in method_class.config_class.__dataclass_fields__]
     overrides = split_overrides(job.overrides, job.method, fields)
-    split_settings = build_config(SplitSettings, overrides.split, owner="split")
     eval_settings = build_config(EvalSettings, overrides.evaluation, owner="eval")
     method_config = method_class.resolve_config(job.profile, overrides.method)
     device = resolve_device(device)
@@ -243,6 +242,13 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
     seed_everything(job.seed)
 
     dataset = load_dataset(job.dataset)
+    # The dataset card's history cap is the default; `--set split.KEY=VALUE` overrides it.
+    split_values: dict[str, Any] = {}
+    card_cap = dataset.processing.get("settings", {}).get("max_history_items")
+    if card_cap is not None:
+        split_values["max_history_items"] = card_cap
+    split_values.update(overrides.split)
+    split_settings = build_config(SplitSettings, split_values, owner="split")
     split = load_or_build_split(dataset, split_settings, cache_dir)
     config = {
         "format_version": RUN_FORMAT_VERSION,

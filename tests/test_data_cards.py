@@ -70,7 +70,7 @@ def test_instruments_card_defaults_to_embedded_release():
     assert card.released.directory.is_dir()
     assert card.processing.k_core == 5
     assert card.processing.require_image is True
-    assert card.processing.max_history_items == 50
+    assert card.processing.max_history_items == 20
 
 
 def test_resolve_source_rejects_undeclared_source():

@@ -58,7 +58,7 @@ class ProcessingSettings:
     repeat_policy: str = "keep_first"
     missing_metadata: str = "drop"
     require_image: bool = False
-    max_history_items: int = 50
+    max_history_items: int = 20
 
     def validate(self, card_path: Path) -> None:
         """Raise DataError naming the card when a setting is out of range."""

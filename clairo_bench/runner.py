@@ -16,11 +16,11 @@ Run directory layout (`<runs_dir>/<dataset>/<method>/<profile>-seed<seed>-<job k
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import platform
 import random
@@ -353,28 +353,54 @@ def run_jobs(
             if on_outcome:
                 on_outcome(outcome)
         return outcomes
+    # One fresh process per job: a job that crashes or is killed (out of memory, a signal) takes
+    # only itself down, and ru_maxrss then measures that job alone.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, max_tasks_per_child=1,
-        initializer=_configure_child_logging, initargs=(logging.getLogger().level,),
-    ) as pool:
-        futures = {pool.submit(execute_job, job, runs_dir, cache_dir, device): job for job in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            job = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as error:  # the worker process itself died (killed, out of memory)
-                outcome = JobOutcome(job, "failed", job.run_dir(runs_dir),
-                                     error=f"worker process died: {type(error).__name__}: {error}")
-                logger.error("Job %s seed %d: %s", job.method, job.seed, outcome.error)
+    pending = list(jobs)
+    running: dict[Any, Job] = {}
+    while pending or running:
+        while pending and len(running) < max(1, workers):
+            job = pending.pop(0)
+            process = context.Process(
+                target=_job_process, args=(job, runs_dir, cache_dir, device, logging.getLogger().level),
+                name=f"clairo-bench job {job.method} seed {job.seed}",
+            )
+            process.start()
+            running[process] = job
+        finished = multiprocessing.connection.wait([p.sentinel for p in running], timeout=1.0)
+        for process in [p for p in running if p.sentinel in finished]:
+            job = running.pop(process)
+            process.join()
+            outcome = _outcome_from_run_dir(job, runs_dir, process.exitcode)
             outcomes.append(outcome)
             if on_outcome:
                 on_outcome(outcome)
     return outcomes
 
 
-def _configure_child_logging(level: int) -> None:
+def _job_process(job: Job, runs_dir: Path, cache_dir: Path, device: str, level: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", force=True)
+    outcome = execute_job(job, runs_dir, cache_dir, device)
+    if outcome.status == "skipped":
+        atomic_write_text(job.run_dir(runs_dir) / ".skipped", "")
+
+
+def _outcome_from_run_dir(job: Job, runs_dir: Path, exitcode: int | None) -> JobOutcome:
+    """Read what a job process left behind; a process that died early left neither file."""
+    run_dir = job.run_dir(runs_dir)
+    skipped_marker = run_dir / ".skipped"
+    if (run_dir / "summary.json").exists():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        status = "skipped" if skipped_marker.exists() else "finished"
+        skipped_marker.unlink(missing_ok=True)
+        return JobOutcome(job, status, run_dir, summary)
+    if (run_dir / "error.json").exists() and exitcode == 0:
+        error = json.loads((run_dir / "error.json").read_text())["error"]
+        return JobOutcome(job, "failed", run_dir, error=error)
+    error = f"worker process died with exit code {exitcode} before the job finished"
+    logger.error("Job %s on %s (seed %d): %s; rerun to resume from its last checkpoint.",
+                 job.method, job.dataset, job.seed, error)
+    return JobOutcome(job, "failed", run_dir, error=error)
 
 
 def expand_jobs(

@@ -1,0 +1,3 @@
+from clairo_bench.cli import main
+
+main()

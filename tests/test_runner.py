@@ -1,0 +1,152 @@
+"""Runner and CLI: run directories, skipping finished jobs, failures, kill and resume, plugins."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clairo_bench.methods.base import ConfigError
+from clairo_bench.methods.registry import UnknownMethodError, get_method_class
+from clairo_bench.runner import Job, expand_jobs, run_jobs
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+PLUGINS = "runner_plugins"
+CLI = [sys.executable, "-m", "clairo_bench.cli"]
+
+
+def cli(*arguments: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *arguments], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+
+
+def test_pop_job_writes_complete_run_directory(tiny_datasets_dir, tmp_path):
+    [outcome] = run_jobs([Job("pop", "tiny", seed=3, profile="smoke")], tmp_path / "runs",
+                         tmp_path / "cache", isolate=False)
+    assert outcome.status == "finished"
+    run_dir = outcome.run_dir
+    config = json.loads((run_dir / "config.json").read_text())
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    per_user = pd.read_csv(run_dir / "per_user_test.csv")
+    assert config["seed"] == 3
+    assert config["profile"] == "smoke"
+    assert config["split"]["max_history_items"] == 20
+    assert config["evaluation"]["exclude_history_items"] is False
+    assert len(config["dataset"]["content_hash"]) == 16
+    assert "torch" in provenance["packages"]
+    assert "commit" in provenance["git"]
+    assert len(per_user) == 40
+    assert set(per_user.columns) >= {"user_id", "target_id", "rank", "ndcg@10", "recall@5", "mrr@20"}
+    assert summary["test"]["ndcg@10"] == pytest.approx(per_user["ndcg@10"].mean())
+    assert summary["peak_memory_mb"] > 0
+    assert summary["wall_time_s"] > 0
+
+
+def test_finished_job_is_skipped(tiny_datasets_dir, tmp_path):
+    job = Job("pop", "tiny", seed=0, profile="smoke")
+    [first] = run_jobs([job], tmp_path / "runs", tmp_path / "cache", isolate=False)
+    modified = (first.run_dir / "summary.json").stat().st_mtime_ns
+    [second] = run_jobs([job], tmp_path / "runs", tmp_path / "cache", isolate=False)
+    assert second.status == "skipped"
+    assert (first.run_dir / "summary.json").stat().st_mtime_ns == modified
+
+
+def test_failing_job_does_not_stop_others(tiny_datasets_dir, tmp_path):
+    jobs = expand_jobs(["failing", "pop"], "tiny", [0], "smoke", plugins=[f"{PLUGINS}:Failing"])
+    outcomes = {o.job.method: o for o in run_jobs(jobs, tmp_path / "runs", tmp_path / "cache", isolate=False)}
+    assert outcomes["failing"].status == "failed"
+    assert "deliberate failure" in outcomes["failing"].error
+    assert (outcomes["failing"].run_dir / "error.json").exists()
+    assert not (outcomes["failing"].run_dir / "summary.json").exists()
+    assert outcomes["pop"].status == "finished"
+
+
+def test_dead_worker_process_is_reported(tiny_datasets_dir, tmp_path):
+    jobs = expand_jobs(["dies-in-fit", "pop"], "tiny", [0], "smoke", plugins=[f"{PLUGINS}:DiesInFit"])
+    outcomes = {o.job.method: o for o in run_jobs(jobs, tmp_path / "runs", tmp_path / "cache")}
+    assert outcomes["dies-in-fit"].status == "failed"
+    assert "worker process died" in outcomes["dies-in-fit"].error
+    assert outcomes["pop"].status == "finished"
+
+
+def test_killed_run_resumes_without_redoing_work(tiny_datasets_dir, tmp_path):
+    arguments = ["run", "--methods", "pop,slow-epochs", "--dataset", "tiny", "--profile", "smoke",
+                 "--plugin", f"{PLUGINS}:SlowEpochs", "--runs-dir", str(tmp_path / "runs"),
+                 "--cache-dir", str(tmp_path / "cache")]
+    process = subprocess.Popen([*CLI, *arguments], cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = None
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        logs = list((tmp_path / "runs").glob("tiny/slow-epochs/*/train_log.jsonl"))
+        if logs and len(logs[0].read_text().splitlines()) >= 2:
+            log = logs[0]
+            break
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert log is not None, "the slow job never logged two epochs"
+    run_dir = log.parent
+    assert not (run_dir / "summary.json").exists()
+    pop_summary = next((tmp_path / "runs").glob("tiny/pop/*/summary.json"))
+    pop_modified = pop_summary.stat().st_mtime_ns
+
+    result = cli(*arguments, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    started = [int(line) for line in (run_dir / "work" / "epochs_started.txt").read_text().split()]
+    assert epochs == [1, 2, 3, 4]
+    assert started.count(1) == 1
+    assert (run_dir / "summary.json").exists()
+    assert pop_summary.stat().st_mtime_ns == pop_modified
+
+
+def test_unknown_method_lists_available():
+    with pytest.raises(UnknownMethodError, match="Available: .*pop.*sasrec"):
+        get_method_class("no-such-method")
+
+
+def test_unknown_setting_lists_available():
+    with pytest.raises(ConfigError, match="Available: "):
+        get_method_class("pop").resolve_config("smoke", {"learning_rate": "0.1"})
+
+
+def test_cli_rejects_unknown_set_key(tiny_datasets_dir, tmp_path):
+    result = cli("run", "--methods", "pop", "--dataset", "tiny", "--set", "pop.lr=1",
+                 "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "pop has no setting 'lr'" in result.stdout
+
+
+def test_plugin_distribution_runs_through_cli(tiny_datasets_dir, tmp_path):
+    target = tmp_path / "site"
+    build = shutil.copytree(REPOSITORY / "examples" / "plugin", tmp_path / "plugin-src")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), str(build)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(target), os.environ["PYTHONPATH"]])
+
+    listing = cli("methods", "list", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "recent-items" in listing.stdout
+    assert "clairo-bench-recent" in listing.stdout
+
+    run = cli("run", "--methods", "recent-items", "--dataset", "tiny", "--profile", "smoke",
+              "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads(next((tmp_path / "runs").glob("tiny/recent-items/*/summary.json")).read_text())
+    assert 0.0 <= summary["test"]["ndcg@10"] <= 1.0

@@ -1,4 +1,4 @@
-"""Tests of encoder loading: real small models, random-weight plumbing and missing weights offline."""
+"""Tests of encoder loading: small real models, random-weight plumbing, missing weights offline."""
 
 from __future__ import annotations
 

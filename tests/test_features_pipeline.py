@@ -19,6 +19,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -58,7 +59,8 @@ def _draw_image(index: int) -> Image.Image:
     for _ in range(3):
         x0, y0 = (int(v) for v in rng.integers(0, 40, 2))
         size = int(rng.integers(8, 24))
-        draw.rectangle([x0, y0, x0 + size, y0 + size], fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        fill = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.rectangle([x0, y0, x0 + size, y0 + size], fill=fill)
     return image
 
 
@@ -80,7 +82,9 @@ def image_server(tmp_path_factory):
         _draw_image(index).save(folder / f"{item_id}.png")
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -162,7 +166,9 @@ def world(image_server, tmp_path_factory):
     split = build_split(dataset)
     cache_dir = tmp_path_factory.mktemp("cache")
     features = build_item_features(dataset, split, small_settings(), cache_dir)
-    yield types.SimpleNamespace(dataset=dataset, split=split, cache_dir=cache_dir, features=features)
+    yield types.SimpleNamespace(
+        dataset=dataset, split=split, cache_dir=cache_dir, features=features
+    )
     faiss.omp_set_num_threads(faiss_threads)
 
 
@@ -258,7 +264,7 @@ def test_image_stage_keeps_neighbours_of_missing_image_aligned(world):
         np.testing.assert_allclose(images.arrays["vectors"][index], own, rtol=1e-4, atol=1e-4)
 
 
-def test_text_only_policy_gives_reserved_image_code(world):
+def test_text_only_gives_reserved_image_code(world):
     features = build_item_features(
         world.dataset, world.split,
         small_settings(layout="per_modality", missing_image_policy="text_only"),
@@ -269,7 +275,7 @@ def test_text_only_policy_gives_reserved_image_code(world):
     assert (reserved == 2**BITS).all()
 
 
-def test_text_only_policy_keeps_real_codes_for_other_items(world):
+def test_text_only_keeps_other_image_codes(world):
     features = build_item_features(
         world.dataset, world.split,
         small_settings(layout="per_modality", missing_image_policy="text_only"),
@@ -308,6 +314,37 @@ def test_shuffled_embedding_file_gives_same_features(world, tmp_path):
     )
     from_file = build_item_features(world.dataset, world.split, settings, world.cache_dir)
     assert np.array_equal(from_file.features, world.features.features)
+
+
+def test_image_embedding_parquet_marks_uncovered_items(world, tmp_path):
+    cache = StageCache(world.cache_dir)
+    images = image_embedding_stage(world.dataset, small_settings(), cache, world.cache_dir)
+    vectors = images.arrays["vectors"]
+    covered = [i for i in np.random.default_rng(5).permutation(N_ITEMS) if i not in (10, 200)]
+    pd.DataFrame({
+        "item_id": [world.dataset.item_ids[i] for i in covered],
+        "embedding": [vectors[i].tolist() for i in covered],
+    }).to_parquet(tmp_path / "images.parquet")
+    settings = small_settings(image_embeddings=str(tmp_path / "images.parquet"))
+    from_file = image_embedding_stage(world.dataset, settings, cache, world.cache_dir)
+    assert np.flatnonzero(~from_file.arrays["present"]).tolist() == [10, 200]
+    np.testing.assert_array_equal(from_file.arrays["vectors"][covered], vectors[covered])
+
+
+def test_too_few_training_items_for_bits_raise(world):
+    with pytest.raises(ValueError, match="needs at least 256 training items"):
+        build_item_features(
+            world.dataset, world.split, small_settings(opq_bits=8), world.cache_dir
+        )
+
+
+def test_reduce_bits_policy_shrinks_codebooks(world):
+    features = build_item_features(
+        world.dataset, world.split,
+        small_settings(opq_bits=8, small_train_policy="reduce_bits"), world.cache_dir,
+    )
+    # 240 training items support floor(log2(240)) = 7 bits, so 128 codes per sub-quantizer.
+    assert features.codebook_sizes[:-1] == (128,) * SUBQUANTIZERS
 
 
 def test_source_auto_prefers_dataset_codes(world):

@@ -32,7 +32,8 @@ def test_pca_first_axis_follows_largest_variance():
 
 
 def test_pca_projection_of_hand_computed_points():
-    # Points on the line y = x: mean (1, 1), axis (1, 1) / sqrt(2), projections -sqrt(2), 0, sqrt(2).
+    # Points on the line y = x: mean (1, 1), axis (1, 1) / sqrt(2),
+    # so the projections are -sqrt(2), 0 and sqrt(2).
     x = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
     model = fit_pca(x, n_components=1, whiten=False, label="test")
     np.testing.assert_allclose(model.transform(x)[:, 0], [-np.sqrt(2), 0.0, np.sqrt(2)], atol=1e-6)
@@ -74,7 +75,8 @@ def test_opq_codes_within_codebook():
     quantizer = train_opq(x[:200], subquantizers=4, bits=4, opq_iterations=5, pq_iterations=5)
     codes = quantizer.encode(x)
     assert codes.shape == (300, 4)
-    assert codes.min() >= 0 and codes.max() < 16
+    assert codes.min() >= 0
+    assert codes.max() < 16
 
 
 def test_opq_rotation_is_orthonormal():

@@ -57,6 +57,10 @@ def test_fused_modality_allowed_for_shipped_codes():
     assert settings.modalities == ("fused",)
 
 
+def test_modalities_list_becomes_tuple():
+    assert FeatureSettings(modalities=["text"]).modalities == ("text",)
+
+
 def test_overrides_convert_types():
     settings = apply_overrides(
         FeatureSettings(),

@@ -69,7 +69,7 @@ class StageCache:
         return Path(self.root) / "features" / stage.replace(":", "-") / f"{key}.npz"
 
     def run(self, stage: str, inputs: dict[str, Any], build: StageBuilder) -> StageResult:
-        """Return the cached output for (stage, inputs), calling `build` and storing it on a miss."""
+        """Return the cached output for (stage, inputs); on a miss, call `build` and store it."""
         key = self.key(stage, inputs)
         path = self.path(stage, key)
         loaded = self._load(path)
@@ -87,7 +87,8 @@ class StageCache:
         return self._record(StageResult(stage, key, dict(arrays), meta, cache_hit=False))
 
     def _record(self, result: StageResult) -> StageResult:
-        self.records.append({"stage": result.stage, "key": result.key, "cache_hit": result.cache_hit})
+        record = {"stage": result.stage, "key": result.key, "cache_hit": result.cache_hit}
+        self.records.append(record)
         return result
 
     @staticmethod
@@ -105,7 +106,10 @@ class StageCache:
 
 
 def hash_strings(strings: Iterable[str]) -> str:
-    """Hash a sequence of strings; the order matters and no two sequences share a hash by joining."""
+    """Hash a sequence of strings in order.
+
+    Each string is length-prefixed, so ["ab", "c"] and ["a", "bc"] hash differently.
+    """
     digest = hashlib.sha256()
     for text in strings:
         encoded = text.encode()

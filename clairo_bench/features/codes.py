@@ -50,7 +50,8 @@ class ItemFeatureSet:
                 f"{self.features.dtype} with shape {self.features.shape}."
             )
         n_categories = self.features.shape[1]
-        if len(self.category_modalities) != n_categories or len(self.codebook_sizes) != n_categories:
+        sizes_match = len(self.codebook_sizes) == n_categories
+        if len(self.category_modalities) != n_categories or not sizes_match:
             raise ValueError(
                 f"ItemFeatureSet has {n_categories} feature columns but "
                 f"{len(self.category_modalities)} modalities and {len(self.codebook_sizes)} "

@@ -3,9 +3,9 @@
 Text goes through sentence-transformers (default Sentence-T5 base, as in CLAIRO), images through
 open_clip (default CLIP ViT-L/14 with OpenAI weights), timm, or the `efficientnet-lite-pytorch`
 package. Weights load from local paths or the local Hugging Face cache only, unless
-`allow_download` is set, so a machine without network fails at once with a message that says how
-to obtain them. torch, sentence-transformers, open_clip and timm are imported lazily because
-importing them takes seconds.
+`allow_download` is set. A machine without network therefore fails at once, with a message that
+names the missing model, where to get it and which setting to pass. torch, sentence-transformers,
+open_clip and timm are imported lazily because importing them takes seconds.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
 class MissingWeightsError(FileNotFoundError):
-    """Model weights are neither on disk nor downloadable; the message says how to get them."""
+    """Model weights are neither on disk nor downloadable; the message explains how to get them."""
 
 
 def resolve_device(device: str) -> str:
-    """Map "auto" to "cuda" when torch sees a GPU, else "cpu"; pass other values through."""
+    """Map "auto" to "cuda" when torch detects a GPU, else to "cpu"; keep other values."""
     if device != "auto":
         return device
     import torch
@@ -77,7 +77,9 @@ class TextEncoder:
         return np.concatenate(chunks)
 
 
-def load_text_encoder(model: str, device: str = "auto", allow_download: bool = False) -> TextEncoder:
+def load_text_encoder(
+    model: str, device: str = "auto", allow_download: bool = False
+) -> TextEncoder:
     """Load a sentence-transformers model from a local folder or the local Hugging Face cache.
 
     Raises:
@@ -302,7 +304,10 @@ def _cached_open_clip_file(config: dict[str, Any]) -> str | None:
     hub = config.get("hf_hub", "")
     if hub:
         repo_id, filename = os.path.split(hub)
-        candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename:
+            candidates = [filename]
+        else:
+            candidates = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
         if filename.endswith((".bin", ".pth")):
             candidates.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
         for candidate in candidates:
@@ -323,7 +328,10 @@ def _open_clip_howto(model: str, weights: str, error: Exception | None) -> str:
 
     config = open_clip.get_pretrained_cfg(model, weights) or {}
     hub = config.get("hf_hub", "")
-    reason = f"the download failed ({error})" if error else "they are not in the local cache and downloads are off"
+    if error is not None:
+        reason = f"the download failed ({error})"
+    else:
+        reason = "they are not in the local cache and downloads are off"
     if hub:
         repo_id, filename = os.path.split(hub)
         filename = filename or "open_clip_pytorch_model.bin"
@@ -333,7 +341,8 @@ def _open_clip_howto(model: str, weights: str, error: Exception | None) -> str:
         )
         checkpoint = f"DIR/{filename}"
     else:
-        fetch = f"download {config.get('url', 'the checkpoint')} on a machine with internet and copy it here"
+        url = config.get("url", "the checkpoint")
+        fetch = f"download {url} on a machine with internet and copy it here"
         checkpoint = "FILE"
     model_hint = ""
     if config.get("quick_gelu") and not model.endswith("-quickgelu"):

@@ -211,7 +211,9 @@ def _fetch(opener: urllib.request.OpenerDirector, url: str, timeout_s: float) ->
         if error.code >= 500 or error.code in _RETRYABLE_STATUS:
             raise _TransientFailure(message) from error
         raise _PermanentFailure(message) from error
-    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
+    except (
+        urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError
+    ) as error:
         raise _TransientFailure(f"request failed: {getattr(error, 'reason', error)}") from error
     if len(content) > MAX_IMAGE_BYTES:
         raise _PermanentFailure(f"response larger than {MAX_IMAGE_BYTES} bytes")
@@ -238,5 +240,7 @@ def _read_failures(path: Path) -> dict[str, dict[str, str]]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        logger.warning("Ignoring unreadable %s (%s); failed downloads will be retried.", path, error)
+        logger.warning(
+            "Ignoring unreadable %s (%s); failed downloads will be retried.", path, error
+        )
         return {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,25 @@ import numpy as np
 from clairo_bench.data.dataset import DataError, Dataset
 from clairo_bench.data.split import Split
 from clairo_bench.features.cache import StageCache, StageResult, hash_array, hash_strings
-from clairo_bench.features.codes import ItemFeatureSet, assemble_features, features_from_dataset_codes
+from clairo_bench.features.codes import (
+    ItemFeatureSet,
+    assemble_features,
+    features_from_dataset_codes,
+)
 from clairo_bench.features.embeddings import image_embedding_stage, text_embedding_stage
 from clairo_bench.features.quantize import faiss_gpu_available, fit_pca, resolve_opq_bits, train_opq
 from clairo_bench.features.settings import FeatureSettings, ProgressCallback
 from clairo_bench.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingItems:
+    """Item indices that PCA and OPQ are fit on, with their hash for cache keys."""
+
+    items: np.ndarray
+    key: str
 
 
 def resolve_source(dataset: Dataset, settings: FeatureSettings) -> tuple[str, str]:
@@ -97,36 +110,38 @@ def _build_from_content(
     reason: str,
 ) -> ItemFeatureSet:
     cache = StageCache(cache_dir)
-    train_items = split.train_items()
-    train_hash = hash_array(train_items)
+    training = TrainingItems(split.train_items(), hash_array(split.train_items()))
     modalities = settings.content_modalities()
 
     embedded: dict[str, StageResult] = {}
     if "text" in modalities:
-        embedded["text"] = _report(progress, text_embedding_stage(dataset, settings, cache, progress))
+        text = text_embedding_stage(dataset, settings, cache, progress)
+        embedded["text"] = _report(progress, text)
     if "image" in modalities:
-        embedded["image"] = _report(
-            progress, image_embedding_stage(dataset, settings, cache, cache_dir, progress)
-        )
-        _check_missing_images(dataset, settings, embedded["image"], cache_dir)
+        images = image_embedding_stage(dataset, settings, cache, cache_dir, progress)
+        embedded["image"] = _report(progress, images)
+        _check_missing_images(dataset, settings, images, cache_dir)
 
-    reduced = {
-        modality: _report(progress, _pca_stage(modality, embedded[modality], train_items, train_hash, settings, cache))
-        for modality in modalities
-    }
+    reduced: dict[str, StageResult] = {}
+    for modality in modalities:
+        stage = _pca_stage(modality, embedded[modality], training, settings, cache)
+        reduced[modality] = _report(progress, stage)
 
     quantized: list[tuple[str, StageResult]] = []
     if settings.layout == "fused":
         fused = _report(progress, _fuse_stage([reduced[m] for m in modalities], cache))
         if settings.final_pca_dim is not None:
-            fused = _report(progress, _final_pca_stage(fused, train_items, train_hash, settings, cache))
-        quantized.append(("fused", _report(progress, _opq_stage("fused", fused, train_items, train_hash, settings, cache))))
+            fused = _report(progress, _final_pca_stage(fused, training, settings, cache))
+        stage = _opq_stage("fused", fused, training, settings, cache)
+        quantized.append(("fused", _report(progress, stage)))
     else:
         for modality in modalities:
-            stage = _opq_stage(modality, reduced[modality], train_items, train_hash, settings, cache)
+            stage = _opq_stage(modality, reduced[modality], training, settings, cache)
             quantized.append((modality, _report(progress, stage)))
 
-    provenance = _content_provenance(dataset, settings, embedded, quantized, reason, len(train_items))
+    provenance = _content_provenance(
+        dataset, settings, embedded, quantized, reason, len(training.items)
+    )
     features = _report(progress, _dedup_stage(dataset, quantized, provenance, cache))
     provenance["stages"] = list(cache.records)
     provenance["cache_hits"] = sum(record["cache_hit"] for record in cache.records)
@@ -176,8 +191,7 @@ def _uses_text_only(modality: str, settings: FeatureSettings) -> bool:
 def _pca_stage(
     modality: str,
     embedded: StageResult,
-    train_items: np.ndarray,
-    train_hash: str,
+    training: TrainingItems,
     settings: FeatureSettings,
     cache: StageCache,
 ) -> StageResult:
@@ -193,13 +207,13 @@ def _pca_stage(
         "pca_dim": dimension,
         "whiten": settings.pca_whiten if dimension is not None else None,
         "text_only": text_only,
-        "train_items": train_hash,
+        "train_items": training.key,
     }
 
     def build() -> tuple[dict[str, np.ndarray], dict]:
         vectors = embedded.arrays["vectors"]
         present = embedded.arrays["present"]
-        fit_rows = train_items[present[train_items]] if text_only else train_items
+        fit_rows = training.items[present[training.items]] if text_only else training.items
         if dimension is None:
             output = vectors.astype(np.float32, copy=True)
             if text_only:
@@ -210,8 +224,14 @@ def _pca_stage(
             output = model.transform(vectors)
             if text_only:
                 output[~present] = 0.0
-            kept = float(model.variances.sum() / max(_total_variance(vectors[fit_rows]), 1e-30))
-            meta = {"pca_dim": dimension, "fit_items": int(len(fit_rows)), "variance_kept": kept}
+            variance_share = float(
+                model.variances.sum() / max(_total_variance(vectors[fit_rows]), 1e-30)
+            )
+            meta = {
+                "pca_dim": dimension,
+                "fit_items": int(len(fit_rows)),
+                "variance_kept": variance_share,
+            }
         return {"vectors": output, "present": present}, meta
 
     return cache.run(f"pca:{modality}", inputs, build)
@@ -234,8 +254,7 @@ def _fuse_stage(parts: list[StageResult], cache: StageCache) -> StageResult:
 
 def _final_pca_stage(
     fused: StageResult,
-    train_items: np.ndarray,
-    train_hash: str,
+    training: TrainingItems,
     settings: FeatureSettings,
     cache: StageCache,
 ) -> StageResult:
@@ -243,14 +262,17 @@ def _final_pca_stage(
         "fused": fused.key,
         "pca_dim": settings.final_pca_dim,
         "whiten": settings.pca_whiten,
-        "train_items": train_hash,
+        "train_items": training.key,
     }
 
     def build() -> tuple[dict[str, np.ndarray], dict]:
         vectors = fused.arrays["vectors"]
-        model = fit_pca(vectors[train_items], settings.final_pca_dim, settings.pca_whiten, "final PCA")
+        model = fit_pca(
+            vectors[training.items], settings.final_pca_dim, settings.pca_whiten, "final PCA"
+        )
         output = model.transform(vectors)
-        return {"vectors": output, "present": fused.arrays["present"]}, {"pca_dim": settings.final_pca_dim}
+        arrays = {"vectors": output, "present": fused.arrays["present"]}
+        return arrays, {"pca_dim": settings.final_pca_dim}
 
     return cache.run("pca:final", inputs, build)
 
@@ -258,8 +280,7 @@ def _final_pca_stage(
 def _opq_stage(
     label: str,
     reduced: StageResult,
-    train_items: np.ndarray,
-    train_hash: str,
+    training: TrainingItems,
     settings: FeatureSettings,
     cache: StageCache,
 ) -> StageResult:
@@ -278,16 +299,17 @@ def _opq_stage(
         "pq_iterations": settings.pq_iterations,
         "seed": settings.seed,
         "text_only": text_only,
-        "train_items": train_hash,
+        "train_items": training.key,
     }
 
     def build() -> tuple[dict[str, np.ndarray], dict]:
         vectors = reduced.arrays["vectors"]
         present = reduced.arrays["present"]
-        fit_rows = train_items[present[train_items]] if text_only else train_items
+        fit_rows = training.items[present[training.items]] if text_only else training.items
         bits = resolve_opq_bits(
             len(fit_rows), settings.opq_bits, settings.small_train_policy, f"{label} OPQ"
         )
+
         use_gpu = settings.device != "cpu" and faiss_gpu_available()
         quantizer = train_opq(
             vectors[fit_rows],
@@ -299,12 +321,14 @@ def _opq_stage(
             use_gpu,
         )
         codes = quantizer.encode(vectors)
+
         codebook_size = 2**bits
         reserved = None
         if text_only and not present.all():
             reserved = codebook_size
             codes[~present] = reserved
             codebook_size += 1
+
         meta = {
             "subquantizers": settings.opq_subquantizers,
             "bits": bits,
@@ -331,10 +355,10 @@ def _dedup_stage(
     }
 
     def build() -> tuple[dict[str, np.ndarray], dict]:
-        parts = [
-            (label, result.arrays["codes"], [result.meta["codebook_size"]] * result.arrays["codes"].shape[1])
-            for label, result in quantized
-        ]
+        parts = []
+        for label, result in quantized:
+            codes = result.arrays["codes"]
+            parts.append((label, codes, [result.meta["codebook_size"]] * codes.shape[1]))
         features = assemble_features(parts, dataset.item_ids, provenance)
         meta = {
             "category_modalities": list(features.category_modalities),
@@ -357,7 +381,7 @@ def _content_provenance(
     reason: str,
     n_train_items: int,
 ) -> dict[str, Any]:
-    embedding_sources = {modality: result.meta.get("source") for modality, result in embedded.items()}
+    embedding_sources = {m: result.meta.get("source") for m, result in embedded.items()}
     pca = {m: settings.pca_dim(m) for m in embedded}
     opq = {label: dict(result.meta) for label, result in quantized}
     quantizers = ", ".join(

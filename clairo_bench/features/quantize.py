@@ -5,8 +5,8 @@ variance across the sub-vectors of a product quantizer (Jegou et al., "Product Q
 Nearest Neighbor Search", TPAMI 2011). ActionPiece (Hou et al., 2025) builds item features
 this way with the faiss index factory string "OPQ4,IVF1,PQ4x8". Here the same rotation and product
 quantizer are trained with faiss `OPQMatrix` and `ProductQuantizer` directly. Each sub-quantizer
-index then comes out as one integer, and no single-list IVF wrapper is needed. Both PCA and OPQ are fit
-on training items only and then applied to every item.
+index then comes out as one integer, and no single-list IVF wrapper is needed. Both PCA and OPQ
+are fit on training items only and then applied to every item.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def train_opq(
 
 
 def faiss_gpu_available() -> bool:
-    """Return whether faiss was built with GPU support and sees a GPU."""
+    """Return whether faiss was built with GPU support and at least one GPU is visible."""
     import faiss
 
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0

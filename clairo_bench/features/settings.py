@@ -1,8 +1,9 @@
 """Settings of the item-features pipeline: encoders, images, PCA, OPQ and the feature source.
 
-Defaults follow the CLAIRO recipe: Sentence-T5 text and CLIP ViT-L/14 image embeddings, PCA to 384
-dimensions per modality, concatenation to a 768-d fused vector, no final PCA (the CLAIRO paper
-reports that a PCA after fusion hurts), then OPQ with sub-quantizers of 256 codes each.
+Defaults follow the CLAIRO recipe. Sentence-T5 text and CLIP ViT-L/14 image embeddings are each
+reduced by PCA to 384 dimensions and concatenated to a 768-d fused vector, which OPQ quantizes with
+sub-quantizers of 256 codes each. There is no final PCA by default, because the CLAIRO paper
+reports that a PCA after fusion hurts.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class FeatureSettings:
         image_dir: folder of item images named by item identifier; None means
             `<cache_dir>/images`.
         download_images: download images that are not in `image_dir` yet from the metadata URLs.
+            Transient failures are retried on every build, so set it to false on a machine
+            without network access.
         download_retries: extra attempts after a failed download (timeouts, connection errors,
             HTTP 5xx, 408 and 429 only).
         download_timeout_s: timeout of one HTTP request in seconds.
@@ -140,6 +143,7 @@ class FeatureSettings:
         _check_choice("missing_image_policy", self.missing_image_policy, MISSING_IMAGE_POLICIES)
         _check_choice("small_train_policy", self.small_train_policy, SMALL_TRAIN_POLICIES)
         self._check_modalities()
+
         for name in ("text_batch_size", "image_batch_size", "download_workers",
                      "opq_subquantizers", "opq_iterations", "pq_iterations"):
             _check_at_least(name, getattr(self, name), 1)
@@ -155,6 +159,7 @@ class FeatureSettings:
             raise ValueError(
                 f"download_backoff_s must be 0 or more, got {self.download_backoff_s}."
             )
+
         if not 1 <= self.opq_bits <= MAX_OPQ_BITS:
             raise ValueError(
                 f"opq_bits must be between 1 and {MAX_OPQ_BITS}, got {self.opq_bits}; "
@@ -170,6 +175,7 @@ class FeatureSettings:
                 f"image_size_px={self.image_size_px} cannot be used with open_clip, whose models "
                 "have a fixed input size; set image_size_px to none."
             )
+
         for modality in CONTENT_MODALITIES:
             embeddings = getattr(self, f"{modality}_embeddings")
             ids = getattr(self, f"{modality}_embedding_ids")
@@ -183,9 +189,13 @@ class FeatureSettings:
                     f"{modality}_embeddings={embeddings!r} is a .npy file, which stores no item "
                     f"identifiers; set {modality}_embedding_ids to a .txt or .json id list."
                 )
+
         self._check_quantizer_dimensions()
 
     def _check_modalities(self) -> None:
+        if isinstance(self.modalities, list):
+            # Configs read from TOML or JSON give lists; a tuple keeps the settings hashable.
+            object.__setattr__(self, "modalities", tuple(self.modalities))
         if isinstance(self.modalities, str) or not self.modalities:
             raise ValueError(
                 f"modalities must be a non-empty tuple such as ('text', 'image'), "
@@ -193,7 +203,9 @@ class FeatureSettings:
             )
         if len(set(self.modalities)) != len(self.modalities):
             raise ValueError(f"modalities contains duplicates: {self.modalities!r}.")
-        allowed = CONTENT_MODALITIES + ("fused",) if self.source == "precomputed" else CONTENT_MODALITIES
+        allowed = CONTENT_MODALITIES
+        if self.source == "precomputed":
+            allowed = CONTENT_MODALITIES + ("fused",)
         for modality in self.modalities:
             if modality not in allowed:
                 raise ValueError(

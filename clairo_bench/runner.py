@@ -8,7 +8,9 @@ Run directory layout (`<runs_dir>/<dataset>/<method>/<profile>-seed<seed>-<job k
 - train_log.jsonl: one JSON record per epoch (training loss, validation metrics, seconds).
 - work/: the method's checkpoints and artifacts; a resumed job continues from them.
 - records.json: facts the method reported (vocabulary statistics, code sources, ...).
-- per_user_test.csv: one row per test user (ids, target, rank, every metric).
+- train_item_counts.npy: each item's number of occurrences in the training sequences.
+- per_user_test.csv: one row per test user (ids, target, uncapped history length, rank, every
+  metric).
 - summary.json: test and validation metrics, chosen epoch, wall time, peak memory. Its presence
   marks the job as finished; a re-run skips such jobs.
 - error.json: written instead of summary.json when the job failed, with the traceback.
@@ -39,13 +41,14 @@ from typing import Any
 import numpy as np
 
 from clairo_bench.evaluation import EvalSettings, Evaluator
-from clairo_bench.io import atomic_write_json, atomic_write_text
+from clairo_bench.io import atomic_path, atomic_write_json, atomic_write_text
 from clairo_bench.methods.base import ConfigError, Method, RunContext, build_config
 from clairo_bench.methods.registry import get_method_class, register_plugin
 
 logger = logging.getLogger(__name__)
 
 RUN_FORMAT_VERSION = 1
+TRAIN_ITEM_COUNTS_FILE = "train_item_counts.npy"
 TRACKED_PACKAGES = (
     "clairo-bench", "torch", "torchvision", "transformers", "sentence-transformers",
     "open_clip_torch", "faiss-cpu", "faiss-gpu", "numpy", "scipy", "pandas", "accelerate",
@@ -185,7 +188,8 @@ def peak_memory_mb() -> float:
     return maxrss / divisor
 
 
-def _write_per_user(path: Path, result, split_users: np.ndarray, dataset, histories) -> None:
+def _write_per_user(path: Path, result, dataset, histories) -> None:
+    """Write one row per test user; `history_length` counts all earlier interactions (uncapped)."""
     import pandas as pd
 
     frame = pd.DataFrame(
@@ -194,7 +198,9 @@ def _write_per_user(path: Path, result, split_users: np.ndarray, dataset, histor
             "user_id": [dataset.user_ids[u] for u in result.users],
             "target_index": result.targets,
             "target_id": [dataset.item_ids[t] for t in result.targets],
-            "history_length": [len(h) for h in histories],
+            # The test target is each user's last interaction, so every earlier one is history.
+            "history_length": [len(dataset.sequences[u]) - 1 for u in result.users],
+            "model_input_length": [len(h) for h in histories],
             "rank": result.ranks,
         }
     )
@@ -266,6 +272,11 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
         "evaluation": eval_settings.protocol(),
     }
     atomic_write_json(run_dir / "config.json", config)
+    # Reports slice metrics by item popularity; storing the counts keeps them valid even after
+    # the dataset files change.
+    with atomic_path(run_dir / TRAIN_ITEM_COUNTS_FILE) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, split.item_popularity())
     atomic_write_json(
         run_dir / "provenance.json",
         {"packages": package_versions(), "git": git_commit(), "python": sys.version,
@@ -303,8 +314,7 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
     test_started = time.perf_counter()
     test_result = evaluator.evaluate(method, split.test, split.n_items)
     test_seconds = time.perf_counter() - test_started
-    _write_per_user(run_dir / "per_user_test.csv", test_result, split.test.users, dataset,
-                    split.test.histories)
+    _write_per_user(run_dir / "per_user_test.csv", test_result, dataset, split.test.histories)
     try:
         method.save(run_dir / "model")
     except NotImplementedError:

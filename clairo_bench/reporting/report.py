@@ -91,7 +91,12 @@ def write_dataset_report(
     """
     selection = collect_runs(runs_dir, dataset, options.profile)
     board = build_leaderboard(selection, options.metrics, options.reference)
-    slices = _slices(board, selection.runs[0].config, options, item_counts_loader) if options.slices else None
+    first = selection.runs[0]
+    slices = (
+        _slices(board, {**first.config, "run_dir": str(first.run_dir)}, options, item_counts_loader)
+        if options.slices
+        else None
+    )
     out_dir = Path(out_dir)
     written: list[Path] = []
     if "md" in options.formats:

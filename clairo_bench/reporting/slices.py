@@ -24,12 +24,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from clairo_bench.reporting.collect import ReportError
+from clairo_bench.runner import TRAIN_ITEM_COUNTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +205,11 @@ def training_item_counts(config: Mapping[str, Any]) -> np.ndarray:
     Raises ReportError when the dataset's content or the rebuilt split key no longer matches the
     run's config.json, so counts always describe the data the run was trained on.
     """
-    # NOTE: run directories do not record training counts, so the split is rebuilt here. This fails
-    # (ReportError) once the dataset files or loader change the content hash after the runs.
+    # Runs store their training counts; older run directories without the file fall back to
+    # rebuilding the split, which fails (ReportError) once the dataset's content hash changed.
+    run_dir = config.get("run_dir")
+    if run_dir is not None and (Path(run_dir) / TRAIN_ITEM_COUNTS_FILE).exists():
+        return np.load(Path(run_dir) / TRAIN_ITEM_COUNTS_FILE)
     from clairo_bench.data.catalog import load_dataset
     from clairo_bench.data.split import SplitSettings, build_split
 

@@ -331,6 +331,12 @@ def test_image_embedding_parquet_marks_uncovered_items(world, tmp_path):
     np.testing.assert_array_equal(from_file.arrays["vectors"][covered], vectors[covered])
 
 
+def test_no_usable_image_raises(world, tmp_path):
+    settings = small_settings(image_dir=str(tmp_path / "empty"), download_images=False)
+    with pytest.raises(DataError, match="None of the 240 items .* has a usable image"):
+        build_item_features(world.dataset, world.split, settings, world.cache_dir)
+
+
 def test_too_few_training_items_for_bits_raise(world):
     with pytest.raises(ValueError, match="needs at least 256 training items"):
         build_item_features(

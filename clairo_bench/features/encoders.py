@@ -287,6 +287,8 @@ def _resolve_open_clip_weights(
             f"known tags: {', '.join(tags) or 'none'}."
         )
     quick_gelu = bool(config.get("quick_gelu", False))
+    # NOTE: loading a tag from the local cache is untested, because no CLIP weights are
+    # reachable from the development machines; only the missing-weights branch is tested.
     cached = _cached_open_clip_file(config)
     if cached is not None:
         return cached, quick_gelu

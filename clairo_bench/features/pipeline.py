@@ -165,6 +165,13 @@ def _check_missing_images(
 ) -> None:
     present = images.arrays["present"]
     absent = np.flatnonzero(~present)
+    if len(absent) == dataset.n_items and dataset.n_items:
+        raise DataError(
+            f"None of the {dataset.n_items} items of dataset {dataset.name!r} has a usable image "
+            f"({images.meta.get('source')}, image folder {images.meta.get('image_dir')}). "
+            "Check image_dir, download_images and the network, or leave images out with "
+            "modalities=text."
+        )
     if len(absent):
         logger.warning(
             "%d of %d items have no usable image; missing_image_policy=%s.",

@@ -173,12 +173,9 @@ def slice_metrics(
                 rows += _slice_rows("item popularity", group, groups.definitions[group], method, frame,
                                     labels == group, metrics)
     first = next(iter(per_user.values()))
-    # NOTE: per_user_test.csv records the length of the capped test history, so every user with at
-    # least max_history_items earlier items falls into the last bucket.
     buckets = history_length_buckets(first["history_length"].to_numpy(), n_history_buckets)
     notes.append(
-        f"History length of the test user (items before the target, capped at the split's "
-        f"max_history_items), in up to {n_history_buckets} quantile buckets, shortest first: "
+        f"History length of the test user (all interactions before the target, not capped), in up to {n_history_buckets} quantile buckets, shortest first: "
         + ", ".join(bucket_label(bucket) for bucket in buckets) + "."
     )
     for method, frame in per_user.items():

@@ -31,6 +31,7 @@ until nothing changes.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 import logging
 
 logger = logging.getLogger(__name__)
@@ -133,8 +134,14 @@ def count_sequence_pairs(sequence: list) -> dict[int, float]:
         i += 2
 
 
-def merge_sequence(sequence: list, a: int, b: int, token: int) -> None:
-    """Apply the merge of pair (a, b) into `token` everywhere in `sequence`, in place."""
+def merge_sequence(sequence: list, ids: list[int], a: int, b: int, token: int) -> list[int]:
+    """Apply the merge of pair (a, b) into `token` everywhere in `sequence`, in place.
+
+    `ids` holds a stable id per element (see `MergeEngine`) and loses the ids of dropped
+    elements. States are replaced, never mutated, so a shallow copy of `sequence` taken before
+    keeps the old states. Returns the ids of every element changed or dropped, possibly repeated.
+    """
+    dirty: list[int] = []
     last = len(sequence) - 1
     emptied = False
     i = 0
@@ -143,50 +150,59 @@ def merge_sequence(sequence: list, a: int, b: int, token: int) -> None:
         if a != b and a in state and b in state:
             state = [token] + [x for x in state if x != a and x != b]
             sequence[i] = state
+            dirty.append(ids[i])
         if i == last:
             break
         slot = sequence[i + 1]
         following = sequence[i + 2]
         if slot:
-            if slot == a:
-                if b in state:
-                    state.remove(b)
+            if slot == a or slot == b:
+                other = b if slot == a else a
+                if other in state:
+                    state = [x for x in state if x != other]
+                    sequence[i] = state
                     sequence[i + 1] = slot = token
+                    dirty.append(ids[i])
+                    dirty.append(ids[i + 1])
                     emptied = emptied or not state
-            elif slot == b:
-                if a in state:
-                    state.remove(a)
-                    sequence[i + 1] = slot = token
-                    emptied = emptied or not state
-            if slot == a:
-                if b in following:
-                    following.remove(b)
+            if slot == a or slot == b:
+                other = b if slot == a else a
+                if other in following:
+                    sequence[i + 2] = following = [x for x in following if x != other]
                     sequence[i + 1] = token
-                    emptied = emptied or not following
-            elif slot == b:
-                if a in following:
-                    following.remove(a)
-                    sequence[i + 1] = token
+                    dirty.append(ids[i + 1])
+                    dirty.append(ids[i + 2])
                     emptied = emptied or not following
         elif a in state and b in following:
-            state.remove(a)
-            following.remove(b)
+            sequence[i] = state = [x for x in state if x != a]
+            sequence[i + 2] = [x for x in following if x != b]
             sequence[i + 1] = token
-            emptied = emptied or not state or not following
+            dirty.extend(ids[i : i + 3])
+            emptied = emptied or not state or not sequence[i + 2]
         elif b in state and a in following:
-            state.remove(b)
-            following.remove(a)
+            sequence[i] = state = [x for x in state if x != b]
+            sequence[i + 2] = [x for x in following if x != a]
             sequence[i + 1] = token
-            emptied = emptied or not state or not following
+            dirty.extend(ids[i : i + 3])
+            emptied = emptied or not state or not sequence[i + 2]
         i += 2
     # A merge that empties no state cannot create work for settling: it fills slots only
     # between two non-empty states and never empties a slot.
     if emptied:
-        settle_empty_states(sequence)
+        settle_empty_states(sequence, ids, dirty)
+    return dirty
 
 
-def settle_empty_states(sequence: list) -> None:
-    """Move slot tokens into emptied states and drop empty state/slot pairs, until stable."""
+def settle_empty_states(
+    sequence: list, ids: list[int] | None = None, dirty: list[int] | None = None
+) -> None:
+    """Move slot tokens into emptied states and drop empty state/slot pairs, until stable.
+
+    Each round first moves every filled slot into an empty state after it, then walks left to
+    right dropping every empty state whose next slot is empty (with that slot), as the reference
+    does; the order of the two passes decides which states survive. `ids` loses the ids of
+    dropped elements, and `dirty` collects the ids of moved and dropped ones.
+    """
     changed = True
     while changed:
         changed = False
@@ -195,13 +211,161 @@ def settle_empty_states(sequence: list) -> None:
                 sequence[i] = [sequence[i - 1]]
                 sequence[i - 1] = 0
                 changed = True
+                if dirty is not None:
+                    dirty.append(ids[i - 1])
+                    dirty.append(ids[i])
         i = 0
         while i + 1 < len(sequence):
             if not sequence[i] and not sequence[i + 1]:
                 del sequence[i : i + 2]
+                if ids is not None:
+                    if dirty is not None:
+                        dirty.append(ids[i])
+                        dirty.append(ids[i + 1])
+                    del ids[i : i + 2]
                 changed = True
             else:
                 i += 2
+
+
+def fold_entries(entries: list[tuple[int, float]]) -> float:
+    """Sum entry weights in order, from 0.0, as the reference accumulates a sequence's count."""
+    total = 0.0
+    for _, weight in entries:
+        total += weight
+    return total
+
+
+class CallTable:
+    """Per-call pair weights of some calls of one sequence.
+
+    A call is what the reference counts in one step: the pairs inside the state at an even
+    position, or the pairs across the slot at an odd position. Its order is 2 * the element's
+    id, plus 1 for the second half of a filled slot (the slot with the state after it), so calls
+    sort in the reference's traversal order even after elements are dropped. Positions must
+    come in ascending order.
+
+    `index[pair]` is the first call (a number into `orders` and `weights`) that meets the pair;
+    `extra` lists (pair, call) for every later call that meets a pair again. Calls are numbered
+    in the reference's traversal order, so a pair's calls come out in summing order.
+    """
+
+    __slots__ = ("index", "orders", "weights", "extra")
+
+    def __init__(self, sequence: list, ids: list[int], positions) -> None:
+        base = PAIR_KEY_BASE
+        index: dict[int, int] = {}
+        orders: list[int] = []
+        weights: list[float] = []
+        extra: list[tuple[int, int]] = []
+        setdefault = index.setdefault
+        for i in positions:
+            order = 2 * ids[i]
+            if i % 2 == 0:
+                state = sequence[i]
+                size = len(state)
+                if size > 1:
+                    call = len(weights)
+                    orders.append(order)
+                    weights.append(2 / size)
+                    for position in range(1, size):
+                        b = state[position]
+                        for a in state[:position]:
+                            key = a * base + b if a < b else b * base + a
+                            if setdefault(key, call) != call:
+                                extra.append((key, call))
+                continue
+            slot = sequence[i]
+            left = sequence[i - 1]
+            right = sequence[i + 1]
+            if slot:
+                if left:
+                    call = len(weights)
+                    orders.append(order)
+                    weights.append(1 / len(left))
+                    for a in left:
+                        key = a * base + slot if a < slot else slot * base + a
+                        if setdefault(key, call) != call:
+                            extra.append((key, call))
+                if right:
+                    # The second half of a filled slot is a separate call, one order later.
+                    call = len(weights)
+                    orders.append(order + 1)
+                    weights.append(1 / len(right))
+                    for b in right:
+                        key = slot * base + b if slot < b else b * base + slot
+                        if setdefault(key, call) != call:
+                            extra.append((key, call))
+            elif left and right:
+                call = len(weights)
+                weight = 1 / (len(left) * len(right))
+                orders.append(order)
+                weights.append(weight)
+                shared = None
+                if len(left) > 1 and len(right) > 1:
+                    shared = set(left).intersection(right)
+                    if len(shared) < 2:
+                        shared = None
+                if shared is None:
+                    for a in left:
+                        for b in right:
+                            key = a * base + b if a < b else b * base + a
+                            if setdefault(key, call) != call:
+                                extra.append((key, call))
+                    continue
+                # Pairs of two tokens found on both sides are met twice in this call: the
+                # reference's per-call subtotal is then weight + weight, one more "call" here.
+                double = call + 1
+                orders.append(order)
+                weights.append(weight + weight)
+                for a in left:
+                    for b in right:
+                        if a != b and a in shared and b in shared:
+                            if a > b:
+                                continue
+                            key = a * base + b
+                            if setdefault(key, double) != double:
+                                extra.append((key, double))
+                            continue
+                        key = a * base + b if a < b else b * base + a
+                        if setdefault(key, call) != call:
+                            extra.append((key, call))
+        self.index = index
+        self.orders = orders
+        self.weights = weights
+        self.extra = extra
+
+    def repeated_pairs(self) -> set[int]:
+        return {key for key, _ in self.extra}
+
+    def entries(self, pairs: set[int]) -> dict[int, list[tuple[int, float]]]:
+        """Return the ordered (order, weight) entries of `pairs` in these calls."""
+        orders = self.orders
+        weights = self.weights
+        found: dict[int, list[tuple[int, float]]] = {}
+        for pair in pairs:
+            call = self.index.get(pair)
+            if call is not None:
+                found[pair] = [(orders[call], weights[call])]
+        for pair, call in self.extra:
+            if pair in pairs:
+                found[pair].append((orders[call], weights[call]))
+        return found
+
+
+def initial_pair_counts(
+    sequence: list, ids: list[int]
+) -> tuple[dict[int, float], dict[int, list[tuple[int, float]]]]:
+    """Return a sequence's pair counts and the ordered entries of pairs met in several calls."""
+    table = CallTable(sequence, ids, range(len(sequence)))
+    weights = table.weights
+    counts = {pair: weights[call] for pair, call in table.index.items()}
+    if not table.extra:
+        return counts, {}
+    repeated = table.entries(table.repeated_pairs())
+    for pair, entries in repeated.items():
+        counts[pair] = fold_entries(entries)
+    return counts, repeated
 
 
 class MergeEngine:
@@ -216,6 +380,13 @@ class MergeEngine:
 
     `pair_factor(key)`, when given, multiplies a pair's total to give its priority; with None the
     priority is the total itself, exactly as in the reference.
+
+    Speed comes from updating a sequence locally: every element of a sequence keeps the id it
+    had in the initial layout (state j: 2j, slot after state j: 2j + 1), a merge reports the ids
+    it changed or dropped, and only the calls (see `CallTable`) that read those elements are
+    counted again. A pair met in one call of a sequence has the call's weight as its count; for a
+    pair met in several calls the ordered entries are kept, so its count is re-summed in the
+    reference's order and stays bitwise equal to a full recount.
     """
 
     def __init__(
@@ -230,8 +401,13 @@ class MergeEngine:
         self.next_token = first_new_token
         self._pair_factor = pair_factor
         self.sequences: list[list | None] = []
+        self.element_ids: list[list[int]] = []
         self.sequence_counts: list[dict[int, float]] = []
-        self.pair_sequences: dict[int, set[int]] = {}
+        self.repeated_entries: list[dict[int, list[tuple[int, float]]]] = []
+        # Sequences that ever held each pair, in the order they first did; may repeat an index.
+        # Iterating set(list).copy() gives the reference's order of summing per-sequence changes,
+        # because the reference's set saw the same additions in the same order.
+        self.pair_sequences: dict[int, list[int]] = {}
         self.totals: dict[int, float] = {}
         # Total a pair kept after vanishing from sequences (only with keep_vanished_pair_counts);
         # lets tests check totals == recount + vanished without re-deriving the bookkeeping.
@@ -243,19 +419,24 @@ class MergeEngine:
         for index, states in enumerate(corpus_states):
             if not states:
                 self.sequences.append(None)
+                self.element_ids.append([])
                 self.sequence_counts.append({})
+                self.repeated_entries.append({})
                 continue
             sequence = sequence_from_states(states)
-            counts = count_sequence_pairs(sequence)
+            ids = list(range(len(sequence)))
+            counts, repeated = initial_pair_counts(sequence, ids)
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0.0) + value
                 members = pair_sequences.get(key)
                 if members is None:
-                    pair_sequences[key] = {index}
+                    pair_sequences[key] = [index]
                 else:
-                    members.add(index)
+                    members.append(index)
             self.sequences.append(sequence)
+            self.element_ids.append(ids)
             self.sequence_counts.append(counts)
+            self.repeated_entries.append(repeated)
         self.heap = [(-self.priority(key, total), key) for key, total in totals.items()]
         heapq.heapify(self.heap)
 
@@ -287,52 +468,169 @@ class MergeEngine:
     def merge(self, key: int, token: int) -> None:
         """Merge the pair `key` into `token` in every sequence holding it; update all counts."""
         a, b = split_pair_key(key)
-        sequences = self.sequences
+        changes: dict[int, float] = {}
         sequence_counts = self.sequence_counts
+        for index in set(self.pair_sequences[key]).copy():
+            if key in sequence_counts[index]:
+                self._merge_in_sequence(index, a, b, token, changes)
+            # Otherwise the pair left this sequence earlier; the reference re-counts it to no
+            # change.
+        self._apply_changes(changes)
+
+    def _merge_in_sequence(
+        self, index: int, a: int, b: int, token: int, changes: dict[int, float]
+    ) -> None:
+        sequence = self.sequences[index]
+        ids = self.element_ids[index]
+        old_sequence = sequence[:]
+        old_ids = ids[:]
+        dirty = set(merge_sequence(sequence, ids, a, b, token))
+
+        # Calls are anchored at an element: the inside call at its state, the across call(s) at
+        # its slot. A changed state dirties its own call and the slots on both sides, in the
+        # old layout and in the new one (where a dropped neighbour may have moved a slot).
+        if len(ids) == len(old_ids):
+            old_positions = new_positions = _dirty_call_positions(ids, dirty)
+        else:
+            anchors = _dirty_call_anchors(old_ids, dirty) | _dirty_call_anchors(ids, dirty)
+            old_positions = _positions_of(old_ids, anchors)
+            new_positions = _positions_of(ids, anchors)
+        old_table = CallTable(old_sequence, old_ids, old_positions)
+        new_table = CallTable(sequence, ids, new_positions)
+        old_index = old_table.index
+        new_index = new_table.index
+        old_weights = old_table.weights
+        new_weights = new_table.weights
+        slow = set()
+        if old_table.extra:
+            slow = old_table.repeated_pairs()
+        if new_table.extra:
+            slow |= new_table.repeated_pairs()
+
+        counts = self.sequence_counts[index]
+        repeated = self.repeated_entries[index]
+        old_keys = old_index.keys()
+        new_keys = new_index.keys()
+        if repeated:
+            slow |= repeated.keys() & (old_keys | new_keys)
+        get_change = changes.get
+        pair_sequences = self.pair_sequences
+
+        # Fast path: a pair met in a single call of the sequence has that call's weight as its
+        # count, so its old count is its old weight.
+        for pair in new_keys - old_keys:
+            if pair in slow:
+                continue
+            if pair in counts:
+                slow.add(pair)  # also met in a call outside the recounted ones
+                continue
+            value = new_weights[new_index[pair]]
+            counts[pair] = value
+            members = pair_sequences.get(pair)
+            if members is None:
+                pair_sequences[pair] = [index]
+            else:
+                members.append(index)
+            changes[pair] = get_change(pair, 0) + value
+        keep_vanished = self.keep_vanished_pair_counts
+        for pair in old_keys - new_keys:
+            if pair in slow:
+                continue
+            previous = counts.pop(pair)
+            if keep_vanished:
+                if self.track_vanished:
+                    self.vanished[pair] = self.vanished.get(pair, 0.0) + previous
+            else:
+                changes[pair] = get_change(pair, 0) - previous
+        for pair in old_keys & new_keys:
+            if pair in slow:
+                continue
+            value = new_weights[new_index[pair]]
+            previous = old_weights[old_index[pair]]
+            if value != previous:
+                counts[pair] = value
+                changes[pair] = get_change(pair, 0) + (value - previous)
+        if slow:
+            self._merge_slow_pairs(index, slow, old_table, new_table, changes)
+
+    def _merge_slow_pairs(
+        self,
+        index: int,
+        pairs: set[int],
+        old_table: CallTable,
+        new_table: CallTable,
+        changes: dict[int, float],
+    ) -> None:
+        """Update pairs met in several calls of a sequence, re-summing their ordered entries."""
+        sequence = self.sequences[index]
+        ids = self.element_ids[index]
+        counts = self.sequence_counts[index]
+        repeated = self.repeated_entries[index]
+        old_entries = old_table.entries(pairs)
+        new_entries = new_table.entries(pairs)
+        rescan = {
+            pair
+            for pair in pairs
+            if pair in counts and pair not in repeated and pair not in old_entries
+        }
+        if rescan:
+            # A pair met once, in a call outside the recounted ones, and now in more calls:
+            # find all its calls again (rare).
+            rescanned = CallTable(sequence, ids, range(len(sequence))).entries(rescan)
+        get_change = changes.get
         pair_sequences = self.pair_sequences
         keep_vanished = self.keep_vanished_pair_counts
-        track_vanished = self.track_vanished
-        vanished = self.vanished
-        changes: dict[int, float] = {}
-        get_change = changes.get
-        # The copy's iteration order is the reference's order of summing per-sequence changes.
-        for index in pair_sequences[key].copy():
-            old = sequence_counts[index]
-            if key not in old:
-                # The pair left this sequence earlier; the reference re-counts it to no change.
-                continue
-            sequence = sequences[index]
-            merge_sequence(sequence, a, b, token)
-            new = count_sequence_pairs(sequence)
-            get_old = old.get
-            for pair, value in new.items():
-                previous = get_old(pair)
-                if previous is None:
-                    members = pair_sequences.get(pair)
-                    if members is None:
-                        pair_sequences[pair] = {index}
-                    else:
-                        members.add(index)
-                    changes[pair] = get_change(pair, 0) + value
-                elif value != previous:
-                    changes[pair] = get_change(pair, 0) + (value - previous)
-            if keep_vanished:
-                if track_vanished:
-                    for pair, previous in old.items():
-                        if pair not in new:
-                            vanished[pair] = vanished.get(pair, 0.0) + previous
+        for pair in pairs:
+            previous = counts.get(pair)
+            if pair in rescan:
+                merged = rescanned.get(pair, [])
             else:
-                for pair, previous in old.items():
-                    if pair not in new:
-                        changes[pair] = get_change(pair, 0) - previous
-                        pair_sequences[pair].discard(index)
-            sequence_counts[index] = new
-        self._apply_changes(changes)
+                listed = repeated.get(pair)
+                removed = old_entries.get(pair)
+                added = new_entries.get(pair)
+                if listed is None:
+                    # Met at most once before, and then inside the recounted calls.
+                    merged = added or []
+                else:
+                    if removed:
+                        gone = {order for order, _ in removed}
+                        listed = [entry for entry in listed if entry[0] not in gone]
+                    merged = sorted(listed + added) if added else listed
+
+            if not merged:
+                value = None
+                counts.pop(pair, None)
+                repeated.pop(pair, None)
+            elif len(merged) == 1:
+                value = merged[0][1]
+                counts[pair] = value
+                repeated.pop(pair, None)
+            else:
+                value = fold_entries(merged)
+                counts[pair] = value
+                repeated[pair] = merged
+
+            if value is None:
+                if previous is None:
+                    continue
+                if keep_vanished:
+                    if self.track_vanished:
+                        self.vanished[pair] = self.vanished.get(pair, 0.0) + previous
+                else:
+                    changes[pair] = get_change(pair, 0) - previous
+            elif previous is None:
+                members = pair_sequences.get(pair)
+                if members is None:
+                    pair_sequences[pair] = [index]
+                else:
+                    members.append(index)
+                changes[pair] = get_change(pair, 0) + value
+            elif value != previous:
+                changes[pair] = get_change(pair, 0) + (value - previous)
 
     def _apply_changes(self, changes: dict[int, float]) -> None:
         totals = self.totals
         heap = self.heap
-        pair_sequences = self.pair_sequences
         factor = self._pair_factor
         drop_empty = not self.keep_vanished_pair_counts
         for pair, change in changes.items():
@@ -342,8 +640,6 @@ class MergeEngine:
             if drop_empty and total <= COUNT_EPSILON:
                 # Exact bookkeeping: the pair is gone from the corpus (up to rounding).
                 totals.pop(pair, None)
-                if not pair_sequences.get(pair, True):
-                    del pair_sequences[pair]
                 continue
             totals[pair] = total
             if factor is None:
@@ -360,3 +656,45 @@ class MergeEngine:
             for key, value in count_sequence_pairs(sequence).items():
                 totals[key] = totals.get(key, 0.0) + value
         return totals
+
+
+def _dirty_call_anchors(layout: list[int], dirty: set[int]) -> set[int]:
+    """Return the ids of the elements that anchor a call reading a dirty element of `layout`."""
+    anchors: set[int] = set()
+    size = len(layout)
+    for element in dirty:
+        position = bisect_left(layout, element)
+        if position == size or layout[position] != element:
+            continue
+        anchors.add(element)
+        if element % 2 == 0:
+            if position > 0:
+                anchors.add(layout[position - 1])
+            if position + 1 < size:
+                anchors.add(layout[position + 1])
+    return anchors
+
+
+def _dirty_call_positions(layout: list[int], dirty: set[int]) -> list[int]:
+    """Return the sorted positions of the calls that read a dirty element of `layout`."""
+    positions: set[int] = set()
+    size = len(layout)
+    for element in dirty:
+        position = bisect_left(layout, element)
+        positions.add(position)
+        if element % 2 == 0:
+            if position > 0:
+                positions.add(position - 1)
+            if position + 1 < size:
+                positions.add(position + 1)
+    return sorted(positions)
+
+
+def _positions_of(layout: list[int], anchors: set[int]) -> list[int]:
+    positions = []
+    size = len(layout)
+    for element in sorted(anchors):
+        position = bisect_left(layout, element)
+        if position < size and layout[position] == element:
+            positions.append(position)
+    return positions

@@ -149,11 +149,8 @@ COUNT_CORPORA = [
 def run_engine(items, corpus, keep_vanished: bool, n_merges: int = 60):
     """Yield (engine, merged key) after every merge of a step-by-step construction."""
     initial_tokens, item_tokens = initial_token_table(items)
-    rows = item_tokens.tolist()
     engine = MergeEngine(
-        [[rows[item] for item in sequence] for sequence in corpus],
-        len(initial_tokens),
-        keep_vanished_pair_counts=keep_vanished,
+        item_tokens, corpus, len(initial_tokens), keep_vanished_pair_counts=keep_vanished
     )
     engine.track_vanished = keep_vanished
     for token in range(len(initial_tokens), len(initial_tokens) + n_merges):
@@ -215,7 +212,7 @@ def test_exact_counts_equal_full_recount_after_every_merge(corpus_settings):
             for pair in counts:
                 holders.setdefault(pair, set()).add(index)
         for pair, members in holders.items():
-            assert members <= set(engine.pair_sequences[pair]), f"step {steps}: {pair}"
+            assert members <= set(engine.pair_heads(pair)), f"step {steps}: {pair}"
     assert steps >= 10
 
 

@@ -286,8 +286,7 @@ class ActionPieceVocabulary:
         if vocab_size >= MAX_TOKENS:
             raise ValueError(f"vocab_size must be below {MAX_TOKENS}, got {vocab_size}.")
 
-        token_rows = item_tokens.tolist()
-        corpus_states: list[list[list[int]]] = []
+        checked_corpus: list[list[int]] = []
         for index, sequence in enumerate(corpus):
             items = [int(item) for item in sequence]
             for item in items:
@@ -296,7 +295,7 @@ class ActionPieceVocabulary:
                         f"Corpus sequence {index} contains item {item}, outside the "
                         f"{n_items} items of item_features (0..{n_items - 1})."
                     )
-            corpus_states.append([token_rows[item] for item in items])
+            checked_corpus.append(items)
 
         masks = [0] + [_MODALITY_BITS[modalities[category]] for category, _ in initial_tokens[1:]]
         pair_factor = None
@@ -309,14 +308,15 @@ class ActionPieceVocabulary:
 
         started = time.perf_counter()
         engine = MergeEngine(
-            corpus_states,
+            item_tokens,
+            checked_corpus,
             n_initial,
             keep_vanished_pair_counts=keep_vanished_pair_counts,
             pair_factor=pair_factor,
         )
         logger.info(
             "ActionPiece: %d sequences, %d initial tokens, %d distinct pairs counted in %.1f s",
-            len(corpus_states),
+            len(checked_corpus),
             n_initial,
             len(engine.totals),
             time.perf_counter() - started,

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
+
+import numpy as np
 import logging
 
 logger = logging.getLogger(__name__)
@@ -55,16 +57,6 @@ def pair_key(a: int, b: int) -> int:
 def split_pair_key(key: int) -> tuple[int, int]:
     """Return the (smaller, larger) token ids of a pair key."""
     return divmod(key, PAIR_KEY_BASE)
-
-
-def sequence_from_states(states: list[list[int]]) -> list:
-    """Interleave item states with empty context slots."""
-    sequence: list = []
-    for state in states:
-        if sequence:
-            sequence.append(0)
-        sequence.append(list(state))
-    return sequence
 
 
 def count_sequence_pairs(sequence: list) -> dict[int, float]:
@@ -353,21 +345,6 @@ class CallTable:
         return found
 
 
-def initial_pair_counts(
-    sequence: list, ids: list[int]
-) -> tuple[dict[int, float], dict[int, list[tuple[int, float]]]]:
-    """Return a sequence's pair counts and the ordered entries of pairs met in several calls."""
-    table = CallTable(sequence, ids, range(len(sequence)))
-    weights = table.weights
-    counts = {pair: weights[call] for pair, call in table.index.items()}
-    if not table.extra:
-        return counts, {}
-    repeated = table.entries(table.repeated_pairs())
-    for pair, entries in repeated.items():
-        counts[pair] = fold_entries(entries)
-    return counts, repeated
-
-
 class MergeEngine:
     """Corpus state, pair totals and the lazy max-heap of one vocabulary construction.
 
@@ -391,54 +368,65 @@ class MergeEngine:
 
     def __init__(
         self,
-        corpus_states: list[list[list[int]]],
+        item_tokens: np.ndarray,
+        corpus: list[list[int]],
         first_new_token: int,
         *,
         keep_vanished_pair_counts: bool = True,
         pair_factor=None,
     ) -> None:
+        from clairo_bench.tokenization.actionpiece_initial import count_initial_pairs
+
         self.keep_vanished_pair_counts = keep_vanished_pair_counts
         self.next_token = first_new_token
         self._pair_factor = pair_factor
+        rows = np.asarray(item_tokens).tolist()
+        # States are replaced, never mutated, so sequences may share the item rows.
         self.sequences: list[list | None] = []
         self.element_ids: list[list[int]] = []
-        self.sequence_counts: list[dict[int, float]] = []
-        self.repeated_entries: list[dict[int, list[tuple[int, float]]]] = []
-        # Sequences that ever held each pair, in the order they first did; may repeat an index.
-        # Iterating set(list).copy() gives the reference's order of summing per-sequence changes,
-        # because the reference's set saw the same additions in the same order.
+        for items in corpus:
+            if not items:
+                self.sequences.append(None)
+                self.element_ids.append([])
+                continue
+            sequence: list = [rows[items[0]]]
+            for item in items[1:]:
+                sequence.append(0)
+                sequence.append(rows[item])
+            self.sequences.append(sequence)
+            self.element_ids.append(list(range(len(sequence))))
+
+        initial = count_initial_pairs(np.asarray(item_tokens, dtype=np.int64), corpus)
+        self.sequence_counts: list[dict[int, float]] = initial.sequence_counts
+        self.repeated_entries: list[dict[int, list[tuple[int, float]]]] = initial.repeated_entries
+        self.totals: dict[int, float] = initial.totals
+        # Sequences that held each pair before the first merge (ascending), and those that
+        # gained it later (in the order they did; an index may repeat). Iterating
+        # set(initial + later).copy() gives the reference's order of summing per-sequence
+        # changes, because the reference's set saw the same additions in the same order.
+        self._initial_group = dict(zip(initial.pair_keys.tolist(), range(len(initial.pair_keys))))
+        self._head_starts = initial.head_starts
+        self._initial_heads = initial.heads
         self.pair_sequences: dict[int, list[int]] = {}
-        self.totals: dict[int, float] = {}
         # Total a pair kept after vanishing from sequences (only with keep_vanished_pair_counts);
         # lets tests check totals == recount + vanished without re-deriving the bookkeeping.
         self.vanished: dict[int, float] = {}
         self.track_vanished = False
 
-        totals = self.totals
-        pair_sequences = self.pair_sequences
-        for index, states in enumerate(corpus_states):
-            if not states:
-                self.sequences.append(None)
-                self.element_ids.append([])
-                self.sequence_counts.append({})
-                self.repeated_entries.append({})
-                continue
-            sequence = sequence_from_states(states)
-            ids = list(range(len(sequence)))
-            counts, repeated = initial_pair_counts(sequence, ids)
-            for key, value in counts.items():
-                totals[key] = totals.get(key, 0.0) + value
-                members = pair_sequences.get(key)
-                if members is None:
-                    pair_sequences[key] = [index]
-                else:
-                    members.append(index)
-            self.sequences.append(sequence)
-            self.element_ids.append(ids)
-            self.sequence_counts.append(counts)
-            self.repeated_entries.append(repeated)
-        self.heap = [(-self.priority(key, total), key) for key, total in totals.items()]
+        if pair_factor is None:
+            self.heap = [(-total, key) for key, total in self.totals.items()]
+        else:
+            self.heap = [(-(total * pair_factor(key)), key) for key, total in self.totals.items()]
         heapq.heapify(self.heap)
+
+    def pair_heads(self, key: int) -> list[int]:
+        """Return the sequences that ever held pair `key`, in the order they gained it."""
+        group = self._initial_group.get(key)
+        heads = []
+        if group is not None:
+            start, stop = self._head_starts[group], self._head_starts[group + 1]
+            heads = self._initial_heads[start:stop].tolist()
+        return heads + self.pair_sequences.get(key, [])
 
     def priority(self, key: int, total: float) -> float:
         if self._pair_factor is None:
@@ -470,7 +458,7 @@ class MergeEngine:
         a, b = split_pair_key(key)
         changes: dict[int, float] = {}
         sequence_counts = self.sequence_counts
-        for index in set(self.pair_sequences[key]).copy():
+        for index in set(self.pair_heads(key)).copy():
             if key in sequence_counts[index]:
                 self._merge_in_sequence(index, a, b, token, changes)
             # Otherwise the pair left this sequence earlier; the reference re-counts it to no
@@ -506,21 +494,24 @@ class MergeEngine:
             slow = old_table.repeated_pairs()
         if new_table.extra:
             slow |= new_table.repeated_pairs()
-
         counts = self.sequence_counts[index]
         repeated = self.repeated_entries[index]
-        old_keys = old_index.keys()
-        new_keys = new_index.keys()
-        if repeated:
-            slow |= repeated.keys() & (old_keys | new_keys)
+        for pair in repeated:
+            if pair in old_index or pair in new_index:
+                slow.add(pair)
+        appeared = new_index.keys() - old_index.keys()
+        vanished = old_index.keys() - new_index.keys()
+        kept = old_index.keys() & new_index.keys()
+        if slow:
+            appeared -= slow
+            vanished -= slow
+            kept -= slow
         get_change = changes.get
         pair_sequences = self.pair_sequences
 
         # Fast path: a pair met in a single call of the sequence has that call's weight as its
         # count, so its old count is its old weight.
-        for pair in new_keys - old_keys:
-            if pair in slow:
-                continue
+        for pair in appeared:
             if pair in counts:
                 slow.add(pair)  # also met in a call outside the recounted ones
                 continue
@@ -532,19 +523,16 @@ class MergeEngine:
             else:
                 members.append(index)
             changes[pair] = get_change(pair, 0) + value
-        keep_vanished = self.keep_vanished_pair_counts
-        for pair in old_keys - new_keys:
-            if pair in slow:
-                continue
-            previous = counts.pop(pair)
-            if keep_vanished:
-                if self.track_vanished:
-                    self.vanished[pair] = self.vanished.get(pair, 0.0) + previous
-            else:
-                changes[pair] = get_change(pair, 0) - previous
-        for pair in old_keys & new_keys:
-            if pair in slow:
-                continue
+        if not self.keep_vanished_pair_counts:
+            for pair in vanished:
+                changes[pair] = get_change(pair, 0) - counts.pop(pair)
+        elif self.track_vanished:
+            for pair in vanished:
+                self.vanished[pair] = self.vanished.get(pair, 0.0) + counts.pop(pair)
+        else:
+            for pair in vanished:
+                del counts[pair]
+        for pair in kept:
             value = new_weights[new_index[pair]]
             previous = old_weights[old_index[pair]]
             if value != previous:

@@ -168,6 +168,23 @@ def test_constrained_search_pads_when_beams_exceed_items():
     assert np.isinf(output.scores[:, 3:]).all()
 
 
+def test_trie_constrains_transformers_generate():
+    layout, trie, _ = catalogue_trie()
+    model = build_t5(TINY_T5, layout.vocab_size).eval()
+    input_ids, attention_mask = random_inputs(layout, rows=2)
+    sequences = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        num_beams=4,
+        num_return_sequences=4,
+        do_sample=False,
+        max_new_tokens=trie.depth + 1,
+        prefix_allowed_tokens_fn=trie.prefix_allowed_tokens_fn(PAD_TOKEN, EOS_TOKEN),
+    )
+    for sequence in sequences.tolist():
+        assert trie.value(sequence[1 : 1 + trie.depth]) is not None
+
+
 def test_beam_search_equals_exhaustive_ranking():
     # With as many beams as items, beam search must return every item, ranked by the mean
     # log-probability of its tokens, each normalized over its level's token block.
@@ -316,3 +333,16 @@ def test_tiger_builds_ids_from_embedding_file(tmp_path):
     assert record["source"].startswith("RQ-VAE on text embeddings")
     assert record["collision_rate_after"] == 0
     assert method.semantic_ids["text"].codes.shape == (dataset.n_items, 4)
+
+
+def test_tiger_resumes_from_checkpoint(tmp_path):
+    dataset = tiny_dataset()
+    split = build_split(dataset)
+    first_log: list = []
+    first = TIGER(TIGER.resolve_config("smoke", TINY_OVERRIDES | {"max_epochs": 1}))
+    first.fit(dataset, split, run_context(tmp_path, split, first_log))
+    second_log: list = []
+    second = TIGER(TIGER.resolve_config("smoke", TINY_OVERRIDES | {"max_epochs": 2}))
+    second.fit(dataset, split, run_context(tmp_path, split, second_log))
+    assert [record["epoch"] for record in first_log] == [1]
+    assert [record["epoch"] for record in second_log] == [2]

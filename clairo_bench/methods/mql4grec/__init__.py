@@ -116,11 +116,17 @@ class MQL4GRec(SemanticIdMethod):
             "batch_size": 64, "learning_rate": 3e-3, "schedule": "constant", "warmup_ratio": 0.0,
             "rqvae_epochs": 5, "rqvae_codebook_size": 16, "rqvae_hidden_dims": (32,),
         },
+        # quick: about 15 minutes on 2 CPU cores for Instruments (17,112 users, 6,250 items),
+        # every user scored. Sized with benchmarks/bench_semantic_id_methods.py (1 thread, shared
+        # 2-core machine): a step of 256 examples costs about 0.28 CPU-s and one scoring pass of
+        # all users with 10 beams per modality about 72 CPU-s, so 4 epochs of 130,000 examples
+        # (about half of all 267,170 task examples each) plus 4 passes is an estimated 14 minutes
+        # of one core.
         "quick": {
             "num_layers": 2, "num_decoder_layers": 2, "d_model": 128, "d_ff": 512, "num_heads": 4,
             "d_kv": 32, "prompt_length": 2, "learning_rate": 2e-3, "warmup_ratio": 0.02,
-            "batch_size": 256, "max_epochs": 3, "patience": 3, "eval_every": 3,
-            "num_beams": 10, "rqvae_epochs": 100,
+            "batch_size": 256, "examples_per_epoch": 130000, "max_epochs": 4, "patience": 2,
+            "eval_every": 2, "num_beams": 10, "rqvae_epochs": 100,
         },
     }
 

@@ -75,11 +75,16 @@ class TIGER(SemanticIdMethod):
             "warmup_steps": 0, "warmup_ratio": 0.0, "rqvae_epochs": 5,
             "rqvae_optimizer": "adamw", "rqvae_learning_rate": 1e-3, "rqvae_codebook_size": 16,
         },
+        # quick: about 15 minutes on 2 CPU cores for Instruments (17,112 users, 6,250 items),
+        # every user scored. Sized with benchmarks/bench_semantic_id_methods.py (1 thread, shared
+        # 2-core machine): a step of 256 examples costs about 0.25 CPU-s and one scoring pass of
+        # all users with 20 beams about 55 CPU-s, so 6 epochs of 332 steps plus 5 passes is an
+        # estimated 13 minutes of one core.
         "quick": {
             "num_layers": 2, "num_decoder_layers": 2, "d_model": 128, "d_ff": 512, "num_heads": 4,
             "d_kv": 32, "dropout": 0.1, "optimizer": "adamw", "learning_rate": 2e-3,
             "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 0, "warmup_ratio": 0.02,
-            "batch_size": 256, "max_epochs": 8, "patience": 8, "eval_every": 8,
+            "batch_size": 256, "max_epochs": 6, "patience": 2, "eval_every": 2,
             "num_beams": 20, "rqvae_epochs": 300, "rqvae_optimizer": "adamw",
             "rqvae_learning_rate": 1e-3,
         },

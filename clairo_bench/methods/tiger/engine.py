@@ -286,12 +286,22 @@ class SemanticIdMethod(Method):
         }
         self.set_vocabulary(semantic_ids)
         context.records["semantic_ids"] = {space: ids.record() for space, ids in semantic_ids.items()}
+        context.records["id_sources"] = {
+            space: "precomputed codes shipped with the dataset"
+            if ids.source.startswith("precomputed") else "RQ-VAE trained here on content embeddings"
+            for space, ids in semantic_ids.items()
+        }
         context.records["semantic_id_seconds"] = time.perf_counter() - started
 
-        examples = self.training_examples(split)
+        self.train_model(self.training_examples(split), context)
+        context.records["fit_seconds"] = time.perf_counter() - started
+
+    def train_model(self, examples: TrainingExamples, context: RunContext) -> None:
+        """Train a new T5 on `examples` with early stopping, resuming from `context.work_dir`."""
+        config: SemanticIdConfig = self.config  # type: ignore[assignment]
+        assert self.layout is not None and self.batcher is not None
         generator = torch.Generator().manual_seed(context.seed)
         torch.manual_seed(context.seed)
-        assert self.layout is not None and self.batcher is not None
         self.model = build_t5(config.t5_settings(), self.layout.vocab_size).to(self.device)
         optimizer = self.build_optimizer()
         per_epoch = examples.size_per_epoch()
@@ -319,9 +329,11 @@ class SemanticIdMethod(Method):
 
         def run_epoch(epoch: int) -> float:
             epoch_examples = examples.for_epoch(generator, config.examples_per_epoch)
-            progress = None
-            if context.progress is not None:
-                progress = lambda done, total: context.progress(f"{self.name} epoch {epoch}", done, total)  # noqa: E731
+
+            def progress(done: int, total: int) -> None:
+                if context.progress is not None:
+                    context.progress(f"{self.name} epoch {epoch}", done, total)
+
             loss = train_epoch(
                 model, optimizer, batcher, epoch_examples, config.batch_size, generator,
                 str(self.device), scheduler, config.max_grad_norm or None, progress,
@@ -349,7 +361,6 @@ class SemanticIdMethod(Method):
         )
         context.records["best_epoch"] = outcome.best_epoch
         context.records["epochs_run"] = outcome.epochs_run
-        context.records["fit_seconds"] = time.perf_counter() - started
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         config: SemanticIdConfig = self.config  # type: ignore[assignment]
@@ -475,6 +486,8 @@ class SemanticIdMethod(Method):
             raise RuntimeError(f"{self.name} has no model; call fit() or load() first.")
         config: SemanticIdConfig = self.config  # type: ignore[assignment]
         matrix = history_matrix(histories, self.max_history)
+        if len(matrix) == 0:
+            return Recommendations(items=np.zeros((0, k), dtype=np.int64))
         routes = self.inference_routes()
         route_items: list[np.ndarray] = []
         route_scores: list[np.ndarray] = []

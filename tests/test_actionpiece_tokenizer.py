@@ -363,6 +363,128 @@ def test_encode_sequence_single_category_collapses_to_context_token():
     assert tokenizer.decode_item(tokens) is None
 
 
+def naive_settle(layout: list) -> None:
+    """Settle empty states the slow way: move slot tokens in, then drop empty pairs."""
+    changed = True
+    while changed:
+        changed = False
+        for i in range(2, len(layout), 2):
+            if not layout[i] and layout[i - 1]:
+                layout[i], layout[i - 1] = [layout[i - 1]], 0
+                changed = True
+        i = 0
+        while i + 1 < len(layout):
+            if not layout[i] and not layout[i + 1]:
+                del layout[i : i + 2]
+                changed = True
+            else:
+                i += 2
+
+
+def naive_deterministic(vocabulary: ActionPieceVocabulary, states: list[list[int]]) -> list[int]:
+    """Rescan the whole layout for the best-scoring rule after every single merge."""
+    rule = vocabulary.rule_token
+    weight = vocabulary.priority
+    layout: list = []
+    for state in states:
+        layout += [0, list(state)] if layout else [list(state)]
+    while True:
+        best = None
+        for i in range(0, len(layout), 2):
+            state = layout[i]
+            for x in range(len(state)):
+                for y in range(x + 1, len(state)):
+                    token = rule.get(pair_key(state[x], state[y]))
+                    if token is not None:
+                        score = weight[token] * 2 / len(state)
+                        if best is None or score > best[0]:
+                            best = (score, ("inside", i, i), state[x], state[y])
+            if i + 1 == len(layout):
+                break
+            slot = layout[i + 1]
+            sides = [(i, (slot,)), (i + 2, (slot,))] if slot else [(i, layout[i + 2])]
+            for side, others in sides:
+                for a in layout[side]:
+                    for b in others:
+                        token = rule.get(pair_key(a, b))
+                        if token is not None:
+                            score = weight[token] / (len(layout[side]) * len(others))
+                            if best is None or score > best[0]:
+                                kind = ("slot", side, i + 1) if slot else ("across", i, i + 1)
+                                best = (score, kind, a, b)
+        if best is None:
+            break
+        _, (kind, i, slot_index), a, b = best
+        token = rule[pair_key(a, b)]
+        if kind == "inside":
+            layout[i] = [token] + [x for x in layout[i] if x not in (a, b)]
+        elif kind == "slot":
+            layout[i] = [x for x in layout[i] if x != a]
+            layout[slot_index] = token
+        else:
+            low, high = min(a, b), max(a, b)
+            if low in layout[i] and high in layout[i + 2]:
+                layout[i] = [x for x in layout[i] if x != low]
+                layout[i + 2] = [x for x in layout[i + 2] if x != high]
+            else:
+                layout[i] = [x for x in layout[i] if x != high]
+                layout[i + 2] = [x for x in layout[i + 2] if x != low]
+            layout[i + 1] = token
+        naive_settle(layout)
+    output: list[int] = []
+    for i, element in enumerate(layout):
+        if i % 2 == 0:
+            output += element
+        elif element:
+            output.append(element)
+    return output
+
+
+def naive_flat_bpe(vocabulary: ActionPieceVocabulary, tokens: list[int]) -> list[int]:
+    """Merge the leftmost adjacent pair with the lowest merged token id until none is left."""
+    tokens = list(tokens)
+    while True:
+        found = [
+            (vocabulary.rule_token[pair_key(a, b)], i)
+            for i, (a, b) in enumerate(zip(tokens, tokens[1:]))
+            if pair_key(a, b) in vocabulary.rule_token
+        ]
+        if not found:
+            return tokens
+        token, i = min(found)
+        tokens[i : i + 2] = [token]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_segmentation_matches_naive_rescans(seed):
+    items, corpus = random_corpus(seed=seed, n_items=6)
+    items[:, 2] = np.arange(len(items))  # distinct items, so the tokenizer accepts them
+    vocabulary = ActionPieceVocabulary.build(items, corpus, 200)
+    tokenizer = ActionPieceTokenizer(vocabulary, items)
+    generator = random.Random(seed)
+    histories = [[generator.randrange(len(items)) for _ in range(n)] for n in (1, 2, 5, 9, 14)]
+
+    for history in histories:
+        states = [list(tokenizer.item_initial_tokens(item)) for item in history]
+        assert tokenizer.encode_sequence(history) == naive_deterministic(vocabulary, states)
+        draws = np.random.default_rng(seed)
+        flat = []
+        for state in states:
+            flat += [state[k] for k in draws.permutation(len(state)).tolist()]
+        spr = tokenizer.encode_sequence(history, np.random.default_rng(seed))
+        assert spr == naive_flat_bpe(vocabulary, flat)
+
+
+def test_deterministic_ties_go_to_first_pair():
+    # Items A = [1, 3], B = [2, 4]. Rules (1,3) and (2,4) have the same weight and the same
+    # factor 2/2 inside their items: the one met first (inside A) is applied first, and after
+    # it the rule inside B; the across rule (3,4) is lighter.
+    vocabulary = manual_vocabulary(2, 2, [(2, 4, 1.0), (1, 3, 1.0), (3, 4, 0.5)])
+    tokenizer = ActionPieceTokenizer(vocabulary, np.array([[0, 0], [1, 1]]))
+
+    assert tokenizer.encode_sequence([0, 1]) == [6, 5]
+
+
 @pytest.fixture(scope="module")
 def toy_tokenizer() -> ActionPieceTokenizer:
     fixture = load_fixture("toy")

@@ -14,11 +14,13 @@ Feature category c of item i is the pair (c, item_features[i, c]). Each category
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,67 @@ def initial_token_table(item_features: np.ndarray) -> tuple[list[tuple[int, int]
         item_tokens[:, category] = inverse.reshape(-1) + len(initial_tokens)
         initial_tokens.extend((category, int(value)) for value in values.tolist())
     return initial_tokens, item_tokens
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector, restoring its previous state on exit.
+
+    Construction allocates millions of long-lived dicts, lists and tuples without reference
+    cycles; the collector's repeated scans of them cost about a fifth of the build time
+    (measured on Instruments, 40,000 tokens). Reference counting still frees memory.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _learn_merges(
+    engine: MergeEngine,
+    initial_tokens: list[tuple[int, int]],
+    vocab_size: int,
+    masks: list[int],
+    progress: Callable[[int, int], None] | None,
+) -> list[Merge]:
+    """Merge the best pair until the vocabulary reaches `vocab_size` or no pair is left.
+
+    `masks` (modality bits per token) grows by one entry per merge; the engine's pair factor
+    reads it.
+    """
+    n_initial = len(initial_tokens)
+    token_features: list[tuple[tuple[int, int], ...]] = [()] + [
+        (feature,) for feature in initial_tokens[1:]
+    ]
+    merges: list[Merge] = []
+    planned = vocab_size - n_initial
+    while len(merges) < planned:
+        best = engine.pop_best_pair()
+        if best is None:
+            logger.warning(
+                "ActionPiece: no pair left to merge after %d of %d merges; the vocabulary has "
+                "%d tokens instead of %d.",
+                len(merges),
+                planned,
+                n_initial + len(merges),
+                vocab_size,
+            )
+            break
+        key, weight = best
+        left, right = split_pair_key(key)
+        token = n_initial + len(merges)
+        # The engine prices new pairs of `token` while merging, so its modalities go first.
+        masks.append(masks[left] | masks[right])
+        engine.merge(key, token)
+        merged_features = tuple(sorted(token_features[left] + token_features[right]))
+        token_features.append(merged_features)
+        merges.append(Merge(token, left, right, weight, merged_features))
+        if progress is not None:
+            progress(len(merges), planned)
+    return merges
 
 
 class ActionPieceVocabulary:
@@ -306,53 +369,27 @@ class ActionPieceVocabulary:
                 left, right = split_pair_key(key)
                 return table[masks[left] | masks[right]]
 
-        started = time.perf_counter()
-        engine = MergeEngine(
-            item_tokens,
-            checked_corpus,
-            n_initial,
-            keep_vanished_pair_counts=keep_vanished_pair_counts,
-            pair_factor=pair_factor,
-        )
-        logger.info(
-            "ActionPiece: %d sequences, %d initial tokens, %d distinct pairs counted in %.1f s",
-            len(checked_corpus),
-            n_initial,
-            len(engine.totals),
-            time.perf_counter() - started,
-        )
-
-        token_features: list[tuple[tuple[int, int], ...]] = [()] + [
-            (feature,) for feature in initial_tokens[1:]
-        ]
-        merges: list[Merge] = []
-        planned = vocab_size - n_initial
-        while len(merges) < planned:
-            best = engine.pop_best_pair()
-            if best is None:
-                logger.warning(
-                    "ActionPiece: no pair left to merge after %d of %d merges; the vocabulary "
-                    "has %d tokens instead of %d.",
-                    len(merges),
-                    planned,
-                    n_initial + len(merges),
-                    vocab_size,
-                )
-                break
-            key, weight = best
-            left, right = split_pair_key(key)
-            token = n_initial + len(merges)
-            # The engine prices new pairs of `token` while merging, so its modalities go first.
-            masks.append(masks[left] | masks[right])
-            engine.merge(key, token)
-            merged_features = tuple(sorted(token_features[left] + token_features[right]))
-            token_features.append(merged_features)
-            merges.append(Merge(token, left, right, weight, merged_features))
-            if progress is not None:
-                progress(len(merges), planned)
-        logger.info(
-            "ActionPiece: %d merges in %.1f s", len(merges), time.perf_counter() - started
-        )
+        with _cyclic_gc_paused():
+            started = time.perf_counter()
+            engine = MergeEngine(
+                item_tokens,
+                checked_corpus,
+                n_initial,
+                keep_vanished_pair_counts=keep_vanished_pair_counts,
+                pair_factor=pair_factor,
+            )
+            logger.info(
+                "ActionPiece: %d sequences, %d initial tokens, %d distinct pairs counted in "
+                "%.1f s",
+                len(checked_corpus),
+                n_initial,
+                len(engine.totals),
+                time.perf_counter() - started,
+            )
+            merges = _learn_merges(engine, initial_tokens, vocab_size, masks, progress)
+            logger.info(
+                "ActionPiece: %d merges in %.1f s", len(merges), time.perf_counter() - started
+            )
         return cls(initial_tokens, merges, modalities, weights)
 
     def token_features(self, token: int) -> tuple[tuple[int, int], ...]:

@@ -43,7 +43,10 @@ class InitialCounts:
 def _fold_groups(values: np.ndarray, group: np.ndarray, rank: np.ndarray, n_groups: int) -> np.ndarray:
     """Sum `values` per group in `rank` order, left to right from 0.0, one rank per round."""
     totals = np.zeros(n_groups, dtype=np.float64)
-    by_rank = np.argsort(rank, kind="stable")
+    if len(rank) and int(rank.max()) < 1 << 16:
+        by_rank = np.argsort(rank.astype(np.uint16), kind="stable")  # radix sort
+    else:
+        by_rank = np.argsort(rank, kind="stable")
     bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2 if len(rank) else 1))
     for r in range(len(bounds) - 1):
         chosen = by_rank[bounds[r] : bounds[r + 1]]
@@ -204,10 +207,13 @@ def count_initial_pairs(item_tokens: np.ndarray, corpus: list[list[int]]) -> Ini
         in_multiple = np.repeat(~single, group_size)
         entries = list(zip(order[in_multiple].tolist(), weight[in_multiple].tolist()))
         ends = np.cumsum(group_size[multiple]).tolist()
-        begin = 0
-        for g, end, owner in zip(multiple.tolist(), ends, group_sequence[multiple].tolist()):
-            repeated_entries[owner][key_list[g]] = entries[begin:end]
-            begin = end
+        lists = [entries[begin:end] for begin, end in zip([0] + ends[:-1], ends)]
+        keys = [key_list[g] for g in multiple.tolist()]
+        owners = group_sequence[multiple]
+        cuts = np.searchsorted(owners, np.arange(len(corpus) + 1)).tolist()
+        for owner in np.unique(owners).tolist():
+            low, high = cuts[owner], cuts[owner + 1]
+            repeated_entries[owner] = dict(zip(keys[low:high], lists[low:high]))
     del key_list, count_list
 
     return InitialCounts(

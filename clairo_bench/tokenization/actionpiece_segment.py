@@ -298,11 +298,12 @@ class ActionPieceTokenizer:
                 candidates = [self._position_best(sequence, p) for p in range(len(sequence))]
                 scores = [candidate[0] for candidate in candidates]
                 continue
-            # Without a dropped state, a merge and the settling after it change only the
-            # states and slots from position - 1 to position + 2, so only calls that read them
-            # need a new best candidate.
-            low = max(position - 1, 0)
-            high = min(position + 4, len(sequence))
+            # Without a dropped state, a merge at a state changes only that state; a merge at
+            # slot p changes the states p - 1 and p + 1, the slot itself, and slot p - 2 when
+            # settling moves its token into an emptied state p - 1. The calls that read those
+            # elements lie between positions p - 2 and p + 2.
+            low = max(position - 2, 0)
+            high = min(position + 3, len(sequence))
             for p in range(low, high):
                 candidate = self._position_best(sequence, p)
                 candidates[p] = candidate

@@ -228,121 +228,82 @@ def fold_entries(entries: list[tuple[int, float]]) -> float:
     return total
 
 
-class CallTable:
-    """Per-call pair weights of some calls of one sequence.
+Call = tuple[int, float, set[int]]
+
+
+def call_pairs(sequence: list, ids: list[int], positions) -> list[Call]:
+    """Return the calls at `positions` as (order, weight, pairs), in traversal order.
 
     A call is what the reference counts in one step: the pairs inside the state at an even
-    position, or the pairs across the slot at an odd position. Its order is 2 * the element's
-    id, plus 1 for the second half of a filled slot (the slot with the state after it), so calls
-    sort in the reference's traversal order even after elements are dropped. Positions must
-    come in ascending order.
-
-    `index[pair]` is the first call (a number into `orders` and `weights`) that meets the pair;
-    `extra` lists (pair, call) for every later call that meets a pair again. Calls are numbered
-    in the reference's traversal order, so a pair's calls come out in summing order.
+    position, or the pairs across the slot at an odd position; every pair of a call has the
+    call's weight. A filled slot makes two calls (left state with the slot, then the slot with
+    the right state). Across an empty slot, pairs whose two tokens sit in both states are met
+    twice by the reference, which adds weight + weight once; they form an extra call with that
+    weight. `order` is 2 * the element's id, plus 1 for the second half of a filled slot, so
+    calls sort in the reference's traversal order even after elements are dropped. Positions
+    must come in ascending order.
     """
+    base = PAIR_KEY_BASE
+    calls: list[Call] = []
+    for i in positions:
+        order = 2 * ids[i]
+        if i % 2 == 0:
+            state = sequence[i]
+            size = len(state)
+            if size > 1:
+                pairs = {
+                    a * base + b if a < b else b * base + a
+                    for k, a in enumerate(state)
+                    for b in state[k + 1 :]
+                }
+                calls.append((order, 2 / size, pairs))
+            continue
+        slot = sequence[i]
+        left = sequence[i - 1]
+        right = sequence[i + 1]
+        if slot:
+            if left:
+                pairs = {a * base + slot if a < slot else slot * base + a for a in left}
+                calls.append((order, 1 / len(left), pairs))
+            if right:
+                pairs = {b * base + slot if b < slot else slot * base + b for b in right}
+                calls.append((order + 1, 1 / len(right), pairs))
+        elif left and right:
+            weight = 1 / (len(left) * len(right))
+            pairs = {a * base + b if a < b else b * base + a for a in left for b in right}
+            shared = set(left).intersection(right) if len(left) > 1 and len(right) > 1 else ()
+            if len(shared) > 1:
+                both = sorted(shared)
+                doubled = {a * base + b for k, a in enumerate(both) for b in both[k + 1 :]}
+                calls.append((order, weight, pairs - doubled))
+                calls.append((order, weight + weight, doubled))
+            else:
+                calls.append((order, weight, pairs))
+    return calls
 
-    __slots__ = ("index", "orders", "weights", "extra")
 
-    def __init__(self, sequence: list, ids: list[int], positions) -> None:
-        base = PAIR_KEY_BASE
-        index: dict[int, int] = {}
-        orders: list[int] = []
-        weights: list[float] = []
-        extra: list[tuple[int, int]] = []
-        setdefault = index.setdefault
-        for i in positions:
-            order = 2 * ids[i]
-            if i % 2 == 0:
-                state = sequence[i]
-                size = len(state)
-                if size > 1:
-                    call = len(weights)
-                    orders.append(order)
-                    weights.append(2 / size)
-                    for position in range(1, size):
-                        b = state[position]
-                        for a in state[:position]:
-                            key = a * base + b if a < b else b * base + a
-                            if setdefault(key, call) != call:
-                                extra.append((key, call))
-                continue
-            slot = sequence[i]
-            left = sequence[i - 1]
-            right = sequence[i + 1]
-            if slot:
-                if left:
-                    call = len(weights)
-                    orders.append(order)
-                    weights.append(1 / len(left))
-                    for a in left:
-                        key = a * base + slot if a < slot else slot * base + a
-                        if setdefault(key, call) != call:
-                            extra.append((key, call))
-                if right:
-                    # The second half of a filled slot is a separate call, one order later.
-                    call = len(weights)
-                    orders.append(order + 1)
-                    weights.append(1 / len(right))
-                    for b in right:
-                        key = slot * base + b if slot < b else b * base + slot
-                        if setdefault(key, call) != call:
-                            extra.append((key, call))
-            elif left and right:
-                call = len(weights)
-                weight = 1 / (len(left) * len(right))
-                orders.append(order)
-                weights.append(weight)
-                shared = None
-                if len(left) > 1 and len(right) > 1:
-                    shared = set(left).intersection(right)
-                    if len(shared) < 2:
-                        shared = None
-                if shared is None:
-                    for a in left:
-                        for b in right:
-                            key = a * base + b if a < b else b * base + a
-                            if setdefault(key, call) != call:
-                                extra.append((key, call))
-                    continue
-                # Pairs of two tokens found on both sides are met twice in this call: the
-                # reference's per-call subtotal is then weight + weight, one more "call" here.
-                double = call + 1
-                orders.append(order)
-                weights.append(weight + weight)
-                for a in left:
-                    for b in right:
-                        if a != b and a in shared and b in shared:
-                            if a > b:
-                                continue
-                            key = a * base + b
-                            if setdefault(key, double) != double:
-                                extra.append((key, double))
-                            continue
-                        key = a * base + b if a < b else b * base + a
-                        if setdefault(key, call) != call:
-                            extra.append((key, call))
-        self.index = index
-        self.orders = orders
-        self.weights = weights
-        self.extra = extra
+def union_and_repeats(calls: list[Call]) -> tuple[set[int], set[int]]:
+    """Return all pairs of `calls` and those met in more than one of them."""
+    union: set[int] = set()
+    repeats: set[int] = set()
+    for _, _, pairs in calls:
+        if not union.isdisjoint(pairs):
+            repeats |= union & pairs
+        union |= pairs
+    return union, repeats
 
-    def repeated_pairs(self) -> set[int]:
-        return {key for key, _ in self.extra}
 
-    def entries(self, pairs: set[int]) -> dict[int, list[tuple[int, float]]]:
-        """Return the ordered (order, weight) entries of `pairs` in these calls."""
-        orders = self.orders
-        weights = self.weights
-        found: dict[int, list[tuple[int, float]]] = {}
-        for pair in pairs:
-            call = self.index.get(pair)
-            if call is not None:
-                found[pair] = [(orders[call], weights[call])]
-        for pair, call in self.extra:
-            if pair in pairs:
-                found[pair].append((orders[call], weights[call]))
-        return found
+def entries_in_calls(calls: list[Call], pairs: set[int]) -> dict[int, list[tuple[int, float]]]:
+    """Return the (order, weight) entries of `pairs` in `calls`, in traversal order."""
+    found: dict[int, list[tuple[int, float]]] = {}
+    for order, weight, call in calls:
+        for pair in call & pairs:
+            listed = found.get(pair)
+            if listed is None:
+                found[pair] = [(order, weight)]
+            else:
+                listed.append((order, weight))
+    return found
 
 
 class MergeEngine:
@@ -360,7 +321,7 @@ class MergeEngine:
 
     Speed comes from updating a sequence locally: every element of a sequence keeps the id it
     had in the initial layout (state j: 2j, slot after state j: 2j + 1), a merge reports the ids
-    it changed or dropped, and only the calls (see `CallTable`) that read those elements are
+    it changed or dropped, and only the calls (see `call_pairs`) that read those elements are
     counted again. A pair met in one call of a sequence has the call's weight as its count; for a
     pair met in several calls the ordered entries are kept, so its count is re-summed in the
     reference's order and stays bitwise equal to a full recount.
@@ -483,70 +444,79 @@ class MergeEngine:
             anchors = _dirty_call_anchors(old_ids, dirty) | _dirty_call_anchors(ids, dirty)
             old_positions = _positions_of(old_ids, anchors)
             new_positions = _positions_of(ids, anchors)
-        old_table = CallTable(old_sequence, old_ids, old_positions)
-        new_table = CallTable(sequence, ids, new_positions)
-        old_index = old_table.index
-        new_index = new_table.index
-        old_weights = old_table.weights
-        new_weights = new_table.weights
-        slow = set()
-        if old_table.extra:
-            slow = old_table.repeated_pairs()
-        if new_table.extra:
-            slow |= new_table.repeated_pairs()
+        old_calls = call_pairs(old_sequence, old_ids, old_positions)
+        new_calls = call_pairs(sequence, ids, new_positions)
+        old_all, slow = union_and_repeats(old_calls)
+        new_all, repeats = union_and_repeats(new_calls)
+        slow |= repeats
         counts = self.sequence_counts[index]
-        repeated = self.repeated_entries[index]
-        for pair in repeated:
-            if pair in old_index or pair in new_index:
+        for pair in self.repeated_entries[index]:
+            if pair in old_all or pair in new_all:
                 slow.add(pair)
-        appeared = new_index.keys() - old_index.keys()
-        vanished = old_index.keys() - new_index.keys()
-        kept = old_index.keys() & new_index.keys()
+        appeared = new_all - old_all
+        vanished = old_all - new_all
+        kept = old_all & new_all
         if slow:
             appeared -= slow
             vanished -= slow
             kept -= slow
-        get_change = changes.get
-        pair_sequences = self.pair_sequences
+        elsewhere = {pair for pair in appeared if pair in counts}
+        if elsewhere:
+            # Also met in a call outside the recounted ones.
+            appeared -= elsewhere
+            slow |= elsewhere
 
         # Fast path: a pair met in a single call of the sequence has that call's weight as its
-        # count, so its old count is its old weight.
-        for pair in appeared:
-            if pair in counts:
-                slow.add(pair)  # also met in a call outside the recounted ones
-                continue
-            value = new_weights[new_index[pair]]
-            counts[pair] = value
-            members = pair_sequences.get(pair)
-            if members is None:
-                pair_sequences[pair] = [index]
-            else:
-                members.append(index)
-            changes[pair] = get_change(pair, 0) + value
-        if not self.keep_vanished_pair_counts:
-            for pair in vanished:
-                changes[pair] = get_change(pair, 0) - counts.pop(pair)
-        elif self.track_vanished:
-            for pair in vanished:
-                self.vanished[pair] = self.vanished.get(pair, 0.0) + counts.pop(pair)
-        else:
+        # count, so whole groups of pairs share their old and new counts.
+        get_change = changes.get
+        if appeared:
+            pair_sequences = self.pair_sequences
+            for _, weight, pairs in new_calls:
+                group = pairs & appeared
+                if not group:
+                    continue
+                counts.update(dict.fromkeys(group, weight))
+                for pair in group:
+                    members = pair_sequences.get(pair)
+                    if members is None:
+                        pair_sequences[pair] = [index]
+                    else:
+                        members.append(index)
+                    changes[pair] = get_change(pair, 0) + weight
+        if vanished:
+            if not self.keep_vanished_pair_counts or self.track_vanished:
+                for _, weight, pairs in old_calls:
+                    for pair in pairs & vanished:
+                        if self.keep_vanished_pair_counts:
+                            self.vanished[pair] = self.vanished.get(pair, 0.0) + weight
+                        else:
+                            changes[pair] = get_change(pair, 0) - weight
             for pair in vanished:
                 del counts[pair]
-        for pair in kept:
-            value = new_weights[new_index[pair]]
-            previous = old_weights[old_index[pair]]
-            if value != previous:
-                counts[pair] = value
-                changes[pair] = get_change(pair, 0) + (value - previous)
+        if kept:
+            for _, new_weight, new_pairs in new_calls:
+                moved = new_pairs & kept
+                if not moved:
+                    continue
+                for _, old_weight, old_pairs in old_calls:
+                    if new_weight == old_weight:
+                        continue
+                    group = moved & old_pairs
+                    if not group:
+                        continue
+                    change = new_weight - old_weight
+                    counts.update(dict.fromkeys(group, new_weight))
+                    for pair in group:
+                        changes[pair] = get_change(pair, 0) + change
         if slow:
-            self._merge_slow_pairs(index, slow, old_table, new_table, changes)
+            self._merge_slow_pairs(index, slow, old_calls, new_calls, changes)
 
     def _merge_slow_pairs(
         self,
         index: int,
         pairs: set[int],
-        old_table: CallTable,
-        new_table: CallTable,
+        old_calls: list[Call],
+        new_calls: list[Call],
         changes: dict[int, float],
     ) -> None:
         """Update pairs met in several calls of a sequence, re-summing their ordered entries."""
@@ -554,8 +524,8 @@ class MergeEngine:
         ids = self.element_ids[index]
         counts = self.sequence_counts[index]
         repeated = self.repeated_entries[index]
-        old_entries = old_table.entries(pairs)
-        new_entries = new_table.entries(pairs)
+        old_entries = entries_in_calls(old_calls, pairs)
+        new_entries = entries_in_calls(new_calls, pairs)
         rescan = {
             pair
             for pair in pairs
@@ -564,7 +534,7 @@ class MergeEngine:
         if rescan:
             # A pair met once, in a call outside the recounted ones, and now in more calls:
             # find all its calls again (rare).
-            rescanned = CallTable(sequence, ids, range(len(sequence))).entries(rescan)
+            rescanned = entries_in_calls(call_pairs(sequence, ids, range(len(sequence))), rescan)
         get_change = changes.get
         pair_sequences = self.pair_sequences
         keep_vanished = self.keep_vanished_pair_counts

@@ -1,7 +1,7 @@
 """Pair counts of an ActionPiece corpus before any merge, computed with numpy.
 
 Before the first merge every state is a whole item of C tokens and every slot is empty, so each
-call of `actionpiece_build.CallTable` has a fixed weight: 2/C inside an item, 1/(C*C) across two
+call of `actionpiece_build.call_pairs` has a fixed weight: 2/C inside an item, 1/(C*C) across two
 items, and (1/(C*C)) + (1/(C*C)) for a pair whose two tokens occur in both items. Sums are
 accumulated in the same order as the reference's Python loops (calls in traversal order within a
 sequence, then sequences in index order for the corpus total), one addition per round, so every

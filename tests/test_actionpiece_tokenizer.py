@@ -13,12 +13,7 @@ import pytest
 from clairo_bench.data.dataset import DataError
 from clairo_bench.tokenization import ActionPieceTokenizer, ActionPieceVocabulary, Merge
 from clairo_bench.tokenization.actionpiece import initial_token_table
-from clairo_bench.tokenization.actionpiece_build import (
-    MergeEngine,
-    count_sequence_pairs,
-    pair_key,
-    split_pair_key,
-)
+from clairo_bench.tokenization.actionpiece_build import MergeEngine, pair_key, split_pair_key
 
 FIXTURES = Path(__file__).parent / "fixtures" / "conformance"
 
@@ -146,6 +141,47 @@ COUNT_CORPORA = [
 ]
 
 
+def count_sequence_pairs(sequence: list) -> dict[int, float]:
+    """Count one construction layout from scratch, call by call, as the reference does.
+
+    Inside a state of M tokens each pair adds 2/M. Across an empty slot each (left, right) pair
+    adds 1/(M1 * M2), summed within the call first, so a pair met twice there adds w + w at once.
+    A filled slot c adds (x, c) with 1/M for the state before it, then (c, y) for the one after.
+    """
+    counts: dict[int, float] = {}
+    for i in range(0, len(sequence), 2):
+        calls = []
+        state = sequence[i]
+        inside: dict[int, float] = {}
+        for x in range(len(state)):
+            for y in range(x + 1, len(state)):
+                inside[pair_key(state[x], state[y])] = 2 / len(state)
+        calls.append(inside)
+        if i + 1 < len(sequence):
+            slot, following = sequence[i + 1], sequence[i + 2]
+            sides = [(state, [slot]), ([slot], following)] if slot else [(state, following)]
+            for first, second in sides:
+                across: dict[int, float] = {}
+                for a in first:
+                    for b in second:
+                        key = pair_key(a, b)
+                        across[key] = across.get(key, 0.0) + 1 / (len(first) * len(second))
+                calls.append(across)
+        for call in calls:
+            for key, weight in call.items():
+                counts[key] = counts.get(key, 0.0) + weight
+    return counts
+
+
+def recount_totals(engine: MergeEngine) -> dict[int, float]:
+    totals: dict[int, float] = {}
+    for sequence in engine.sequences:
+        if sequence is not None:
+            for key, value in count_sequence_pairs(sequence).items():
+                totals[key] = totals.get(key, 0.0) + value
+    return totals
+
+
 def run_engine(items, corpus, keep_vanished: bool, n_merges: int = 60):
     """Yield (engine, merged key) after every merge of a step-by-step construction."""
     initial_tokens, item_tokens = initial_token_table(items)
@@ -159,6 +195,18 @@ def run_engine(items, corpus, keep_vanished: bool, n_merges: int = 60):
             return
         engine.merge(best[0], token)
         yield engine, best[0]
+
+
+@pytest.mark.parametrize("corpus_settings", [dict(seed=3), dict(seed=4, n_categories=5)])
+def test_initial_counts_equal_python_recount_bitwise(corpus_settings):
+    items, corpus = random_corpus(**corpus_settings)
+    initial_tokens, item_tokens = initial_token_table(items)
+
+    engine = MergeEngine(item_tokens, corpus, len(initial_tokens))
+
+    for index, sequence in enumerate(engine.sequences):
+        assert engine.sequence_counts[index] == count_sequence_pairs(sequence), index
+    assert engine.totals == recount_totals(engine)
 
 
 def presence_events(items, corpus, keep_vanished: bool) -> tuple[int, int]:
@@ -202,7 +250,7 @@ def test_exact_counts_equal_full_recount_after_every_merge(corpus_settings):
     steps = 0
     for engine, _ in run_engine(items, corpus, keep_vanished=False):
         steps += 1
-        recount = engine.recount_totals()
+        recount = recount_totals(engine)
         assert set(engine.totals) == set(recount), f"step {steps}: pair sets differ"
         for pair, total in recount.items():
             assert engine.totals[pair] == pytest.approx(total, rel=1e-9), f"step {steps}: {pair}"
@@ -222,7 +270,7 @@ def test_reference_counts_equal_recount_plus_vanished_after_every_merge(corpus_s
     steps = 0
     for engine, _ in run_engine(items, corpus, keep_vanished=True):
         steps += 1
-        recount = engine.recount_totals()
+        recount = recount_totals(engine)
         for pair in set(recount) | set(engine.vanished):
             expected = recount.get(pair, 0.0) + engine.vanished.get(pair, 0.0)
             assert engine.totals[pair] == pytest.approx(expected, rel=1e-9), f"step {steps}"

@@ -69,18 +69,11 @@ class Merge:
     features: tuple[tuple[int, int], ...]
 
 
-def _modality_mask(modalities: Sequence[str]) -> int:
-    mask = 0
-    for modality in modalities:
-        mask |= _MODALITY_BITS[modality]
-    return mask
-
-
 def _factor_table(pair_weights: Mapping[str, float]) -> list[float]:
     """Return the priority factor for every union of modality bits of a merged pair.
 
     A pair whose tokens together span only text uses "text-text", only image "image-image", and
-    text and image "text-image"; a pair that touches a "fused" or "dedup" category uses 1.0.
+    text and image "text-image". A pair that touches a "fused" or "dedup" category uses 1.0.
     """
     table = [1.0] * 16
     table[_MODALITY_BITS["text"]] = float(pair_weights.get("text-text", 1.0))
@@ -161,8 +154,9 @@ def _cyclic_gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector, restoring its previous state on exit.
 
     Construction allocates millions of long-lived dicts, lists and tuples without reference
-    cycles; the collector's repeated scans of them cost about a fifth of the build time
-    (measured on Instruments, 40,000 tokens). Reference counting still frees memory.
+    cycles. The collector's repeated scans of them took about a fifth of the build time on
+    Instruments (40,000 tokens, benchmarks/bench_actionpiece_vocab.py). Reference counting still
+    frees memory.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -293,7 +287,9 @@ class ActionPieceVocabulary:
                     f"existing non-padding tokens below {merge.token}, smaller one first."
                 )
         if self.size >= MAX_TOKENS:
-            raise ValueError(f"A vocabulary holds at most {MAX_TOKENS - 1} tokens, got {self.size}.")
+            raise ValueError(
+                f"A vocabulary has at most {MAX_TOKENS - 1} tokens, got {self.size}."
+            )
 
     @classmethod
     def build(
@@ -319,8 +315,9 @@ class ActionPieceVocabulary:
             category_modalities: modality per category ("text", "image", "fused" or "dedup");
                 None means every category is "text".
             pair_weights: factors "text-text", "image-image" and "text-image" that multiply a
-                pair's total by the modalities the pair spans (missing keys: 1.0); pairs that
-                touch a "fused" or "dedup" category keep factor 1.0. Needs category_modalities.
+                pair's total by the modalities the pair spans (missing keys: 1.0). Pairs that
+                touch a "fused" or "dedup" category keep factor 1.0, and so do tokens that
+                already absorbed such a category. Needs category_modalities.
             progress: called as progress(merges_done, merges_planned) after every merge.
             keep_vanished_pair_counts: True (default) reproduces the reference's bookkeeping,
                 where a pair that disappears from a sequence keeps its last count in the corpus
@@ -474,11 +471,11 @@ class ActionPieceVocabulary:
                 merged = tuple(sorted(features[left] + features[right]))
                 features.append(merged)
                 merges.append(Merge(token, left, right, float(weight), merged))
+            return cls(initial_tokens, merges, modalities, weights)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(
                 f"{path} is a damaged ActionPiece vocabulary ({error}); rebuild it."
             ) from None
-        return cls(initial_tokens, merges, modalities, weights)
 
     def statistics(
         self,
@@ -490,6 +487,7 @@ class ActionPieceVocabulary:
         n_examples: int = 3,
     ) -> dict[str, Any]:
         """Summarize the vocabulary and its segmentations; see `actionpiece_stats`."""
+        # Imported here because actionpiece_stats imports this module.
         from clairo_bench.tokenization.actionpiece_stats import vocabulary_statistics
 
         return vocabulary_statistics(

@@ -8,8 +8,8 @@ rules of the authors' code (google-deepmind/action_piece, genrec/models/ActionPi
 same pairs are merged in the same order. Only the data structures differ, for speed.
 
 A sequence in construction is a Python list that alternates item states and context slots:
-`[state_0, slot_0, state_1, slot_1, ..., state_n]`. A state is a list of token ids; a slot is one
-token id, or 0 while it is empty (token 0 is padding and never occurs in a corpus).
+`[state_0, slot_0, state_1, slot_1, ..., state_n]`. A state is a list of token ids. A slot is one
+token id, or 0 while it is empty, because token 0 is padding and never occurs in a corpus.
 
 Counting rules (per sequence, summed over the corpus):
 - every unordered pair inside a state of M tokens weighs 2/M;
@@ -19,12 +19,13 @@ Counting rules (per sequence, summed over the corpus):
 A pair is keyed by `min * PAIR_KEY_BASE + max`, which sorts like the tuple (min, max).
 
 Merging rules for the pair (a, b) into the new token t, walking the states left to right:
-- inside a state holding a and b (a != b), both are replaced by t, placed first;
-- a state next to a filled slot that holds one of a, b gives up the other one, and the slot becomes t;
+- inside a state that contains a and b (a != b), both are replaced by t, placed first;
+- a filled slot with token a takes b from the state before it, or else from the state after it,
+  and becomes t (likewise with a and b swapped);
 - across an empty slot, a in one state and b in the next (either way round) are removed from both
   states, and the slot between them becomes t.
-A state emptied this way takes over the token of a filled slot before it; an empty state followed
-by an empty slot is dropped together with that slot (never the last state). Both rules repeat
+A state emptied this way takes over the token of a filled slot before it. An empty state followed
+by an empty slot is dropped together with that slot, except the last state. Both rules repeat
 until nothing changes.
 """
 
@@ -34,12 +35,11 @@ import heapq
 from bisect import bisect_left
 
 import numpy as np
-import logging
 
-logger = logging.getLogger(__name__)
+from clairo_bench.tokenization.actionpiece_initial import count_initial_pairs
 
 # An odd base, unlike a power of two, spreads both token ids over the low bits that CPython's
-# dict and set use to place an int key; a shift by 32 bits made keys sharing `max` collide.
+# dict and set use to place an int key. With a shift by 32 bits, keys sharing `max` collided.
 PAIR_KEY_BASE = 10_000_019
 MAX_TOKENS = PAIR_KEY_BASE
 # The reference's tolerance: a heap entry is outdated when it differs from the pair's current
@@ -59,77 +59,10 @@ def split_pair_key(key: int) -> tuple[int, int]:
     return divmod(key, PAIR_KEY_BASE)
 
 
-def count_sequence_pairs(sequence: list) -> dict[int, float]:
-    """Count the weighted token pairs of one sequence.
-
-    The per-pair sums are accumulated call by call in the reference's traversal order (the pairs
-    inside state i, then those across slot i), and a pair that occurs twice within one
-    state-to-state call is added once with double weight, as the reference's per-call subtotal is.
-    That keeps every sum bitwise equal to the reference's.
-    """
-    base = PAIR_KEY_BASE
-    counts: dict[int, float] = {}
-    get = counts.get
-    last = len(sequence) - 1
-    i = 0
-    while True:
-        state = sequence[i]
-        size = len(state)
-        if size > 1:
-            weight = 2 / size
-            for position in range(1, size):
-                b = state[position]
-                for a in state[:position]:
-                    key = a * base + b if a < b else b * base + a
-                    counts[key] = get(key, 0.0) + weight
-        if i == last:
-            return counts
-        slot = sequence[i + 1]
-        following = sequence[i + 2]
-        next_size = len(following)
-        if slot:
-            if size:
-                weight = 1 / size
-                for a in state:
-                    key = a * base + slot if a < slot else slot * base + a
-                    counts[key] = get(key, 0.0) + weight
-            if next_size:
-                weight = 1 / next_size
-                for b in following:
-                    key = slot * base + b if slot < b else b * base + slot
-                    counts[key] = get(key, 0.0) + weight
-        elif size and next_size:
-            weight = 1 / (size * next_size)
-            shared = None
-            if size > 1 and next_size > 1:
-                shared = set(state).intersection(following)
-                if len(shared) < 2:
-                    shared = None
-            if shared is None:
-                for a in state:
-                    for b in following:
-                        key = a * base + b if a < b else b * base + a
-                        counts[key] = get(key, 0.0) + weight
-            else:
-                # x and y both in both states: the pair is met twice in this call.
-                double = weight + weight
-                for a in state:
-                    for b in following:
-                        if a != b and a in shared and b in shared:
-                            if a > b:
-                                continue
-                            key = a * base + b
-                            counts[key] = get(key, 0.0) + double
-                        else:
-                            key = a * base + b if a < b else b * base + a
-                            counts[key] = get(key, 0.0) + weight
-        i += 2
-
-
 def merge_sequence(sequence: list, ids: list[int], a: int, b: int, token: int) -> list[int]:
     """Apply the merge of pair (a, b) into `token` everywhere in `sequence`, in place.
 
-    `ids` holds a stable id per element (see `MergeEngine`) and loses the ids of dropped
+    `ids` contains a stable id per element (see `MergeEngine`) and loses the ids of dropped
     elements. States are replaced, never mutated, so a shallow copy of `sequence` taken before
     keeps the old states. Returns the ids of every element changed or dropped, possibly repeated.
     """
@@ -336,8 +269,6 @@ class MergeEngine:
         keep_vanished_pair_counts: bool = True,
         pair_factor=None,
     ) -> None:
-        from clairo_bench.tokenization.actionpiece_initial import count_initial_pairs
-
         self.keep_vanished_pair_counts = keep_vanished_pair_counts
         self.next_token = first_new_token
         self._pair_factor = pair_factor
@@ -357,7 +288,9 @@ class MergeEngine:
             self.sequences.append(sequence)
             self.element_ids.append(list(range(len(sequence))))
 
-        initial = count_initial_pairs(np.asarray(item_tokens, dtype=np.int64), corpus)
+        initial = count_initial_pairs(
+            np.asarray(item_tokens, dtype=np.int64), corpus, PAIR_KEY_BASE
+        )
         self.sequence_counts: list[dict[int, float]] = initial.sequence_counts
         self.repeated_entries: list[dict[int, list[tuple[int, float]]]] = initial.repeated_entries
         self.totals: dict[int, float] = initial.totals
@@ -604,16 +537,6 @@ class MergeEngine:
                 heapq.heappush(heap, (-total, pair))
             else:
                 heapq.heappush(heap, (-(total * factor(pair)), pair))
-
-    def recount_totals(self) -> dict[int, float]:
-        """Count every pair of the current corpus from scratch (slow; for tests)."""
-        totals: dict[int, float] = {}
-        for sequence in self.sequences:
-            if sequence is None:
-                continue
-            for key, value in count_sequence_pairs(sequence).items():
-                totals[key] = totals.get(key, 0.0) + value
-        return totals
 
 
 def _dirty_call_anchors(layout: list[int], dirty: set[int]) -> set[int]:

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clairo_bench.tokenization.actionpiece_build import PAIR_KEY_BASE
-
 
 @dataclass
 class InitialCounts:
@@ -80,15 +78,18 @@ def _ranks_within_groups(starts: np.ndarray, size: int) -> tuple[np.ndarray, np.
     return group, rank
 
 
-def count_initial_pairs(item_tokens: np.ndarray, corpus: list[list[int]]) -> InitialCounts:
+def count_initial_pairs(
+    item_tokens: np.ndarray, corpus: list[list[int]], key_base: int
+) -> InitialCounts:
     """Count the weighted pairs of every sequence of `corpus` before any merge.
 
     Args:
         item_tokens: (n_items, C) initial token ids of every item, in category order.
         corpus: item-index sequences; empty ones get empty counts.
+        key_base: the pair {a <= b} is keyed a * key_base + b.
     """
     n_categories = item_tokens.shape[1]
-    base = PAIR_KEY_BASE
+    base = key_base
     lengths = np.array([len(sequence) for sequence in corpus], dtype=np.int64)
     n_positions = int(lengths.sum())
     flat_items = np.fromiter(

@@ -7,14 +7,16 @@ genrec/models/ActionPiece/core.py) for Hou et al., ICML 2025:
   context slots, as in vocabulary construction. Every applicable merge rule is scored by its
   recorded weight (`Merge.weight`) times 2/M for a pair inside a state of M tokens, or divided by
   M1 * M2 for a pair across a slot (a filled slot counts as one token). The single best-scoring
-  pair is merged at its place (ties: the first in left-to-right order), empty states are settled,
-  and the search repeats until no rule applies. The output lists the tokens of every state and
-  filled slot from left to right. Note that this order is by weight, not by merge rank; the two
-  differ because weights are not monotone in rank.
+  pair is merged at its place, and a tie goes to the pair met first (left to right, a state's
+  inside before the slot after it). Empty states are then settled, and the search repeats until
+  no rule applies. The output lists the tokens of every state and filled slot from left to
+  right. The order of merges is by weight, not by merge rank, and the two differ because weights
+  are not monotone in rank. The reference uses this mode for generation targets.
 - Set permutation regularization (SPR, `shuffle='feature'` there): each item's initial tokens are
   shuffled, the items are concatenated into one flat list, and BPE runs on it: the adjacent pair
   whose rule was learned earliest (lowest token id) is merged first, leftmost first. Pairs may
   straddle item boundaries. Different shuffles give different segmentations of the same items.
+  The reference uses this mode for training inputs and for inference ensembles.
 
 A rule learned twice (possible with the reference's bookkeeping) is applied as its later token.
 """

@@ -409,6 +409,9 @@ class MergeEngine:
                 if not group:
                     continue
                 counts.update(dict.fromkeys(group, weight))
+                # NOTE: a pair that left this sequence and comes back is listed twice. The
+                # reference asserts at this point that the sequence is new to the pair and
+                # crashes; with asserts off its set ignores the repeat, as set(list) does here.
                 for pair in group:
                     members = pair_sequences.get(pair)
                     if members is None:

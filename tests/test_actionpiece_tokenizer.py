@@ -245,7 +245,7 @@ def test_random_corpus_exercises_pair_reentry():
 
 
 @pytest.mark.parametrize("corpus_settings", COUNT_CORPORA)
-def test_exact_counts_equal_full_recount_after_every_merge(corpus_settings):
+def test_exact_counts_equal_full_recount(corpus_settings):
     items, corpus = random_corpus(**corpus_settings)
     steps = 0
     for engine, _ in run_engine(items, corpus, keep_vanished=False):
@@ -265,7 +265,7 @@ def test_exact_counts_equal_full_recount_after_every_merge(corpus_settings):
 
 
 @pytest.mark.parametrize("corpus_settings", COUNT_CORPORA)
-def test_reference_counts_equal_recount_plus_vanished_after_every_merge(corpus_settings):
+def test_reference_counts_equal_recount_plus_vanished(corpus_settings):
     items, corpus = random_corpus(**corpus_settings)
     steps = 0
     for engine, _ in run_engine(items, corpus, keep_vanished=True):

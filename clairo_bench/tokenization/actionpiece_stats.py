@@ -48,7 +48,7 @@ def _items_with_features(
 ) -> list[int]:
     """Return up to `limit` smallest item indices whose features include all of `features`."""
     if len(set(features)) != len(features):
-        return []  # a feature twice: the token joins two items, no single item holds it
+        return []  # a feature twice: the token joins two items, so no single item contains it
     candidates: set[int] | None = None
     for feature in features:
         items = feature_items.get(feature, set())

@@ -6,6 +6,7 @@ a few thousand parameters.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -278,6 +279,7 @@ def test_mql4grec_smoke_fit_recommends_valid_items(tmp_path):
     assert context.records["semantic_ids"]["text"]["collision_rate"] > 0
     assert context.records["semantic_ids"]["text"]["collision_rate_after"] == 0
     assert context.records["semantic_ids"]["image"]["level_sizes"] == [8, 8, 8, 8]
+    assert json.loads(json.dumps(context.records))["id_sources"]["text"].startswith("precomputed")
 
 
 def test_mql4grec_save_load_gives_same_lists(tmp_path):

@@ -212,8 +212,12 @@ class SequenceBatcher:
 def build_scheduler(
     optimizer: torch.optim.Optimizer, kind: ScheduleKind, total_steps: int, warmup_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over `warmup_steps`, then cosine decay to 0 at `total_steps`, 1/sqrt(step)
-    decay (T5's inverse square root, equal to 1 at the end of warm-up) or a constant rate."""
+    """Build a learning-rate schedule: linear warm-up over `warmup_steps`, then `kind`.
+
+    "cosine" decays to 0 at `total_steps`. "inverse_sqrt" multiplies the rate by
+    sqrt(warmup_steps / step), which is 1 at the end of the warm-up, as in T5. "constant" keeps
+    the peak rate.
+    """
     warmup_steps = max(0, warmup_steps)
     total_steps = max(1, total_steps)
 

@@ -27,10 +27,14 @@ fine-tuning on the target dataset. That multi-category pre-training stage is not
 the model is trained on the target dataset only (the setting that later papers report as
 "MQL4GRec without pre-training").
 
-The `paper` profile follows the authors' fine-tuning script and code defaults: T5 with 4+4
-layers, d_model 128, d_ff 1024, 6 heads of 64, 4 prompt tokens per task, AdamW with learning rate
-5e-4 and weight decay 0.01, cosine schedule with 1% warm-up, batch 256, 200 epochs with patience
-10, histories of up to 20 items, 20 beams per modality.
+The `paper` profile uses the `T5Settings` defaults (4+4 layers, d_model 128, d_ff 1024, 6 heads
+of 64) and the training settings of the authors' public code (zhaodong-liu/MQL4GRec): from its
+argument defaults, AdamW with weight decay 0.01, cosine schedule with 1% warm-up, patience 10, 4
+prompt tokens per task and histories of up to 20 items; from its fine-tuning script, learning
+rate 5e-4, 200 epochs and 20 beams per modality. The batch of 256 is the one in the run name that
+its ensemble script reads.
+NOTE: that fine-tuning script itself sets a per-device batch of 4096, so the published batch
+size is uncertain.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ encoder-decoder learns, each task marked by its own prompt tokens:
   because the IDs come from content only);
 - cross_next: the next item's ID in one modality from the history in the other. Each epoch,
   every training pair takes one of the two directions at random, as in the authors' code.
-At inference a trie-constrained beam search runs per modality (text_next and image_next), and the
-two ranked lists are merged with the rule of the authors' code (`fuse_by_agreement`): an item
+At inference a trie-constrained beam search runs per modality (text_next and image_next). The
+two ranked lists are merged with the rule of the authors' code (`fuse_by_agreement`). An item
 found by one list keeps its beam score (mean token log-probability), and an item found by both
 gets the mean of its two scores plus 1.
 
@@ -122,10 +122,10 @@ class MQL4GRec(SemanticIdMethod):
         },
         # quick: about 15 minutes on 2 CPU cores for Instruments (17,112 users, 6,250 items),
         # every user scored. Sized with benchmarks/bench_semantic_id_methods.py (1 thread, shared
-        # 2-core machine): a step of 256 examples costs about 0.28 CPU-s and one scoring pass of
-        # all users with 10 beams per modality about 72 CPU-s, so 4 epochs of 130,000 examples
-        # (about half of all 267,170 task examples each) plus 4 passes is an estimated 14 minutes
-        # of one core.
+        # 2-core machine): a step of 256 examples costs about 0.28 CPU-s, and one scoring pass of
+        # all users with 10 beams per modality about 72 CPU-s. An epoch of 130,000 examples is
+        # about half of all 267,170 task examples, so 4 epochs plus 4 passes is an estimated 14
+        # minutes of one core.
         "quick": {
             "num_layers": 2, "num_decoder_layers": 2, "d_model": 128, "d_ff": 512, "num_heads": 4,
             "d_kv": 32, "prompt_length": 2, "learning_rate": 2e-3, "warmup_ratio": 0.02,

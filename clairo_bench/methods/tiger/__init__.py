@@ -77,8 +77,8 @@ class TIGER(SemanticIdMethod):
         },
         # quick: about 15 minutes on 2 CPU cores for Instruments (17,112 users, 6,250 items),
         # every user scored. Sized with benchmarks/bench_semantic_id_methods.py (1 thread, shared
-        # 2-core machine): a step of 256 examples costs about 0.25 CPU-s and one scoring pass of
-        # all users with 20 beams about 55 CPU-s, so 6 epochs of 332 steps plus 5 passes is an
+        # 2-core machine): a step of 256 examples costs about 0.25 CPU-s, and one scoring pass of
+        # all users with 20 beams about 55 CPU-s. So 6 epochs of 332 steps plus 5 passes is an
         # estimated 13 minutes of one core.
         "quick": {
             "num_layers": 2, "num_decoder_layers": 2, "d_model": 128, "d_ff": 512, "num_heads": 4,

@@ -311,6 +311,10 @@ def train_rqvae(
     Returns the model in eval mode and one record per epoch (mean losses and the share of
     distinct code tuples among the training rows). The k-means initialisation runs on the first
     batch, so it is computed on `batch_size` rows (or on all rows when there are fewer).
+
+    NOTE: on synthetic clustered sets of 300 to 2,000 points, tens to hundreds of epochs left
+    fewer distinct tuples than the k-means initialisation alone, because the latents grow faster
+    than the codebooks follow. The model has not been run on real item embeddings here.
     """
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2 or embeddings.shape[0] == 0:

@@ -163,6 +163,26 @@ class Method(abc.ABC):
         raise NotImplementedError(f"Method {self.name!r} cannot be loaded from a run.")
 
 
+def read_saved_description(directory: Path, method_name: str, version: int) -> dict[str, Any]:
+    """Read `model.json` written by a method's `save` and check which method and format wrote it."""
+    import json
+
+    description_path = Path(directory) / "model.json"
+    if not description_path.exists():
+        raise FileNotFoundError(
+            f"{description_path} not found; pass the model folder written by {method_name}.save()."
+        )
+    description: dict[str, Any] = json.loads(description_path.read_text())
+    saved_by = (description.get("method"), description.get("version"))
+    if saved_by != (method_name, version):
+        raise ConfigError(
+            f"{description_path} was saved by method {saved_by[0]!r} (format version "
+            f"{saved_by[1]}), expected {method_name!r} (format version {version}); "
+            "load it with the method that saved it."
+        )
+    return description
+
+
 def build_config(
     config_class: type[MethodConfig], values: Mapping[str, Any], owner: str
 ) -> MethodConfig:

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import json
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -44,6 +43,7 @@ from clairo_bench.methods.base import (
     Recommendations,
     RunContext,
     build_config,
+    read_saved_description,
 )
 from clairo_bench.training import EarlyStopping, train_with_early_stopping
 
@@ -430,18 +430,7 @@ class SequentialMethod(Method):
         """Restore a model written by `save`, on the CPU, with the config it was trained with."""
         directory = Path(directory)
         description_path = directory / "model.json"
-        if not description_path.exists():
-            raise FileNotFoundError(
-                f"{description_path} not found; pass the model folder written by {self.name}.save()."
-            )
-        description: dict[str, Any] = json.loads(description_path.read_text())
-        saved_by = (description.get("method"), description.get("version"))
-        if saved_by != (self.name, SAVED_MODEL_VERSION):
-            raise ConfigError(
-                f"{description_path} was saved by method {saved_by[0]!r} (format version "
-                f"{saved_by[1]}), expected {self.name!r} (format version {SAVED_MODEL_VERSION}); "
-                "load it with the method that saved it."
-            )
+        description = read_saved_description(directory, self.name, SAVED_MODEL_VERSION)
 
         if description["n_items"] != split.n_items:
             raise DataError(

@@ -43,6 +43,8 @@ class EvalSettings:
         ks: cut-offs K for Recall@K, NDCG@K and MRR@K.
         exclude_history_items: when true, items in a user's history are removed from the ranking
             (a target that also occurs in the history then cannot be a hit).
+            NOTE: the history is the capped one the model reads (split.max_history_items), so
+            older interactions stay rankable.
         batch_size: histories per call to `Method.recommend`; metrics do not depend on it.
     """
 
@@ -121,6 +123,8 @@ def ranks_from_scores(
     When `histories` is given, those items are removed from the ranking first.
     """
     scores = np.asarray(scores)
+    if not np.issubdtype(scores.dtype, np.number) or np.issubdtype(scores.dtype, np.complexfloating):
+        raise EvaluationError(f"Scores must be real numbers, got dtype {scores.dtype}.")
     if scores.ndim != 2 or scores.shape[0] != len(targets):
         raise EvaluationError(
             f"Scores must have shape (batch, n_items) with batch = {len(targets)}, "
@@ -134,17 +138,18 @@ def ranks_from_scores(
             "diverged training or division by zero."
         )
     rows = np.arange(len(targets))
-    excluded_target = np.zeros(len(targets), dtype=bool)
-    if histories is not None:
-        scores = scores.copy()
-        for row, history in enumerate(histories):
-            history = np.asarray(history, dtype=np.int64)
-            excluded_target[row] = bool((history == targets[row]).any())
-            scores[row, history] = -np.inf
     target_scores = scores[rows, targets]
     # Counting items scored >= the target includes the target itself, so the count is 1-based.
-    ranks = (scores >= target_scores[:, None]).sum(axis=1).astype(np.int64)
-    ranks[excluded_target] = NOT_RANKED
+    at_least_target = scores >= target_scores[:, None]
+    if histories is not None:
+        # Excluded items leave the ranking entirely, whatever their score.
+        excluded = np.zeros(scores.shape, dtype=bool)
+        for row, history in enumerate(histories):
+            excluded[row, np.asarray(history, dtype=np.int64)] = True
+        at_least_target &= ~excluded
+    ranks = at_least_target.sum(axis=1).astype(np.int64)
+    if histories is not None:
+        ranks[excluded[rows, targets]] = NOT_RANKED
     return ranks
 
 
@@ -161,6 +166,8 @@ def ranks_from_lists(
     before positions are counted.
     """
     items = np.asarray(items)
+    if items.size and not np.issubdtype(items.dtype, np.integer):
+        raise EvaluationError(f"Ranked lists must hold integer item indices, got dtype {items.dtype}.")
     if items.ndim != 2 or items.shape[0] != len(targets):
         raise EvaluationError(
             f"Ranked lists must have shape (batch, k) with batch = {len(targets)}, "
@@ -216,10 +223,11 @@ class Evaluator:
                 )
             masked = histories if settings.exclude_history_items else None
             if output.scores is not None:
-                if output.scores.shape[1] != n_items:
+                output.scores = np.asarray(output.scores)
+                if output.scores.ndim != 2 or output.scores.shape[1] != n_items:
                     raise EvaluationError(
-                        f"Method {method.name!r} returned scores over {output.scores.shape[1]} "
-                        f"items, but the catalogue has {n_items}."
+                        f"Method {method.name!r} returned scores of shape {output.scores.shape}; "
+                        f"expected (batch, {n_items}) over the whole catalogue."
                     )
                 ranks[start:stop] = ranks_from_scores(output.scores, targets, masked)
             else:

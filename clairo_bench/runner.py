@@ -18,6 +18,9 @@ Run directory layout (`<runs_dir>/<dataset>/<method>/<profile>-seed<seed>-<job k
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import time
 import traceback
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -40,9 +44,10 @@ from typing import Any
 
 import numpy as np
 
+from clairo_bench.data.dataset import DataError
 from clairo_bench.evaluation import EvalSettings, Evaluator
 from clairo_bench.io import atomic_path, atomic_write_json, atomic_write_text
-from clairo_bench.methods.base import ConfigError, Method, RunContext, build_config
+from clairo_bench.methods.base import ConfigError, Method, RunContext, build_config, parse_value
 from clairo_bench.methods.registry import get_method_class, register_plugin
 
 logger = logging.getLogger(__name__)
@@ -57,7 +62,7 @@ TRACKED_PACKAGES = (
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work; every field enters the job key.
+    """One unit of work; the job key hashes every field, with overrides in their resolved form.
 
     Attributes:
         method: registered method name.
@@ -66,6 +71,8 @@ class Job:
         profile: "smoke", "quick" or "paper".
         overrides: "key=value" settings from `--set`, as given (see `split_overrides`).
         plugins: `module:Class` references to register in the job's process before it starts.
+        dataset_hash: `Dataset.content_hash()` of the data the job must run on; a job whose
+            dataset has changed since then fails instead of mixing results of two datasets.
     """
 
     method: str
@@ -74,19 +81,41 @@ class Job:
     profile: str = "quick"
     overrides: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
+    dataset_hash: str = ""
 
-    @property
+    def resolved_overrides(self) -> dict[str, dict[str, Any]]:
+        """Parse the overrides that apply to this job into typed values, by target."""
+        for reference in self.plugins:
+            register_plugin(reference)
+        method_class = get_method_class(self.method)
+        parts = split_overrides(self.overrides, self.method, list(method_class.config_class.__dataclass_fields__))
+        from clairo_bench.data.split import SplitSettings
+
+        return {
+            "split": typed_values(SplitSettings, parts.split, "split"),
+            "eval": typed_values(EvalSettings, parts.evaluation, "eval"),
+            "method": typed_values(method_class.config_class, parts.method, self.method),
+        }
+
+    @functools.cached_property
     def key(self) -> str:
         payload = json.dumps(
-            {"method": self.method, "dataset": self.dataset, "seed": self.seed,
-             "profile": self.profile, "overrides": sorted(self.overrides),
-             "version": RUN_FORMAT_VERSION},
-            sort_keys=True,
+            {"method": self.method, "dataset": self.dataset, "dataset_hash": self.dataset_hash,
+             "seed": self.seed, "profile": self.profile, "overrides": self.resolved_overrides(),
+             "plugins": sorted(self.plugins), "version": RUN_FORMAT_VERSION},
+            sort_keys=True, default=str,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
     def run_dir(self, runs_dir: Path) -> Path:
         return Path(runs_dir) / self.dataset / self.method / f"{self.profile}-seed{self.seed}-{self.key}"
+
+
+def typed_values(config_class: type, values: Mapping[str, str], owner: str) -> dict[str, Any]:
+    """Parse `values` into the types `config_class` declares; unknown keys raise ConfigError."""
+    build_config(config_class, values, owner=owner)  # validates names and values
+    hints = typing.get_type_hints(config_class)
+    return {key: parse_value(value, hints[key], f"{owner}.{key}") for key, value in sorted(values.items())}
 
 
 @dataclass
@@ -112,16 +141,23 @@ class ResolvedOverrides:
 def split_overrides(overrides: Sequence[str], method: str, method_fields: Sequence[str]) -> ResolvedOverrides:
     """Sort `key=value` strings by what they configure.
 
-    `split.KEY` and `eval.KEY` set split and evaluation settings; `METHOD.KEY` sets a field of
-    that method only; a bare `KEY` sets that field on every method that has it.
+    `split.KEY` and `eval.KEY` set split and evaluation settings. `METHOD.KEY` sets a field of
+    that method only and takes precedence over a bare `KEY`, which sets that field on every
+    method that has it. Giving the same key twice raises ConfigError, so the order of `--set`
+    options never matters.
     """
     split: dict[str, str] = {}
     evaluation: dict[str, str] = {}
-    method_values: dict[str, str] = {}
+    scoped: dict[str, str] = {}
+    bare: dict[str, str] = {}
+    seen: set[str] = set()
     for item in overrides:
         key, separator, value = item.partition("=")
         if not separator or not key:
             raise ConfigError(f"Invalid --set {item!r}; write it as key=value, e.g. sasrec.lr=0.001.")
+        if key in seen:
+            raise ConfigError(f"--set gives {key!r} more than once; keep one value.")
+        seen.add(key)
         scope, dot, name = key.partition(".")
         if dot and scope == "split":
             split[name] = value
@@ -129,10 +165,10 @@ def split_overrides(overrides: Sequence[str], method: str, method_fields: Sequen
             evaluation[name] = value
         elif dot:
             if scope == method:
-                method_values[name] = value
+                scoped[name] = value
         elif key in method_fields:
-            method_values[key] = value
-    return ResolvedOverrides(split=split, evaluation=evaluation, method=method_values)
+            bare[key] = value
+    return ResolvedOverrides(split=split, evaluation=evaluation, method={**bare, **scoped})
 
 
 def package_versions() -> dict[str, str]:
@@ -215,6 +251,16 @@ def execute_job(job: Job, runs_dir: Path, cache_dir: Path, device: str = "auto")
     if (run_dir / "summary.json").exists():
         summary = json.loads((run_dir / "summary.json").read_text())
         return JobOutcome(job, "skipped", run_dir, summary)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir / ".lock", "w")
+    try:
+        # Two processes writing one run directory would interleave logs and checkpoints.
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        message = f"another process is running this job in {run_dir}; wait for it to finish"
+        logger.error("Job %s on %s (seed %d): %s.", job.method, job.dataset, job.seed, message)
+        return JobOutcome(job, "failed", run_dir, error=message)
     started = time.perf_counter()
     try:
         summary = _run_job(job, run_dir, cache_dir, device, started)
@@ -226,6 +272,8 @@ def execute_job(job: Job, runs_dir: Path, cache_dir: Path, device: str = "auto")
              "failed_at": datetime.now(timezone.utc).isoformat()},
         )
         return JobOutcome(job, "failed", run_dir, error=f"{type(error).__name__}: {error}")
+    finally:
+        lock.close()
     return JobOutcome(job, "finished", run_dir, summary)
 
 
@@ -248,6 +296,12 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
     seed_everything(job.seed)
 
     dataset = load_dataset(job.dataset)
+    if job.dataset_hash and dataset.content_hash() != job.dataset_hash:
+        raise DataError(
+            f"Dataset {job.dataset!r} has content hash {dataset.content_hash()}, but the job was "
+            f"created for {job.dataset_hash}; the data changed while jobs were queued, so rerun "
+            "the command."
+        )
     # The dataset card's history cap is the default; `--set split.KEY=VALUE` overrides it.
     split_values: dict[str, Any] = {}
     card_cap = dataset.processing.get("settings", {}).get("max_history_items")
@@ -297,8 +351,13 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
                     ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                               for k, v in record.items()))
 
+    # Early stopping reads ndcg@10, so validation always includes K=10 whatever eval.ks says.
+    validation_evaluator = Evaluator(
+        dataclasses.replace(eval_settings, ks=tuple(sorted(set(eval_settings.ks) | {10})))
+    )
+
     def validate(method: Method) -> dict[str, float]:
-        return evaluator.evaluate(method, split.valid, split.n_items).summary()
+        return validation_evaluator.evaluate(method, split.valid, split.n_items).summary()
 
     context = RunContext(
         seed=job.seed, profile=job.profile, device=device, work_dir=run_dir / "work",
@@ -321,7 +380,10 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
         logger.info("Method %s does not support saving; `recommend` cannot use this run.", job.method)
     atomic_write_json(run_dir / "records.json", context.records)
 
-    history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    # A crash between logging an epoch and checkpointing it makes the resumed run log that epoch
+    # again; the later record is the one whose weights the checkpoint holds.
+    records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    history = list({record["epoch"]: record for record in records}.values())
     metric = "valid_ndcg@10"
     scored = [record for record in history if metric in record]
     best = max(scored, key=lambda record: record[metric]) if scored else None
@@ -415,12 +477,13 @@ def _outcome_from_run_dir(job: Job, runs_dir: Path, exitcode: int | None) -> Job
 
 def expand_jobs(
     methods: Sequence[str], dataset: str, seeds: Sequence[int], profile: str,
-    overrides: Sequence[str] = (), plugins: Sequence[str] = (),
+    overrides: Sequence[str] = (), plugins: Sequence[str] = (), dataset_hash: str = "",
 ) -> list[Job]:
+    """List one job per (method, seed); repeated methods or seeds give one job each."""
     return [
         Job(method=m, dataset=dataset, seed=s, profile=profile, overrides=tuple(overrides),
-            plugins=tuple(plugins))
-        for m in methods for s in seeds
+            plugins=tuple(plugins), dataset_hash=dataset_hash)
+        for m in dict.fromkeys(methods) for s in dict.fromkeys(seeds)
     ]
 
 

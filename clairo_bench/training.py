@@ -1,8 +1,9 @@
 """Epoch loop with early stopping on validation and resumable checkpoints, shared by all torch methods.
 
-After every epoch the loop writes `last.pt` (model, optimizer, scheduler, epoch, best score, RNG
-states) atomically into the method's work directory; when the validation score improves it also
-writes `best.pt`. A job that is killed resumes from `last.pt` at the next epoch, and the model
+After every epoch the loop writes `last.pt` (model, optimizer, scheduler, epoch, the best weights
+and score so far, RNG states) atomically into the method's work directory. Keeping the best
+weights in the same file means a crash can never leave best weights that disagree with the
+recorded best epoch. A job that is killed resumes from `last.pt` at the next epoch, and the model
 returned at the end carries the weights of the epoch chosen on validation.
 """
 
@@ -41,6 +42,11 @@ class EarlyStopping:
     patience: int
     metric: str = "ndcg@10"
     eval_every: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "patience", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
 @dataclass
@@ -102,8 +108,9 @@ def train_with_early_stopping(
     through a resumption.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = work_dir / "last.pt", work_dir / "best.pt"
+    last_path = work_dir / "last.pt"
     start_epoch, best_epoch, best_score, history = 1, 0, -float("inf"), []
+    best_weights: dict[str, torch.Tensor] | None = None
     stale = 0
 
     if last_path.exists():
@@ -123,6 +130,7 @@ def train_with_early_stopping(
         start_epoch = state["epoch"] + 1
         best_epoch, best_score = state["best_epoch"], state["best_score"]
         stale, history = state["stale"], state["history"]
+        best_weights = state.get("best_model")
         logger.info("Resuming from %s at epoch %d (best so far: epoch %d).",
                     last_path, start_epoch, best_epoch)
 
@@ -147,7 +155,7 @@ def train_with_early_stopping(
             score = metrics[settings.metric]
             if score > best_score:
                 best_epoch, best_score, stale = epoch, score, 0
-                _save(best_path, {"model": model.state_dict(), "epoch": epoch})
+                best_weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
             else:
                 stale += settings.eval_every
         record["seconds"] = time.perf_counter() - started
@@ -163,6 +171,7 @@ def train_with_early_stopping(
                 "rng": _rng_state(),
                 "extra": extra_state() if extra_state is not None else None,
                 "epoch": epoch,
+                "best_model": best_weights,
                 "best_epoch": best_epoch,
                 "best_score": best_score,
                 "stale": stale,
@@ -170,8 +179,8 @@ def train_with_early_stopping(
             },
         )
 
-    if best_path.exists():
-        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
     model.eval()
     return TrainingOutcome(
         best_epoch=best_epoch, best_score=best_score, epochs_run=len(history), history=history

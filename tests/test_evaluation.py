@@ -160,3 +160,21 @@ def test_scores_over_wrong_catalogue_raise():
     method = FixedScores(lambda h, n: np.zeros(n + 1), n_items=10)
     with pytest.raises(EvaluationError, match="catalogue"):
         Evaluator().evaluate(method, pairs_of([[1]], [2]), n_items=10)
+
+
+def test_excluded_items_never_count_against_target():
+    scores = np.array([[-np.inf, 0.5, -np.inf, 0.1]])
+    ranks = ranks_from_scores(scores, np.array([2]), [np.array([0])])
+    assert ranks.tolist() == [3]
+
+
+def test_float_item_lists_raise():
+    with pytest.raises(EvaluationError, match="integer"):
+        ranks_from_lists(np.array([[0.5, 2.0]]), np.array([2]), n_items=5)
+
+
+def test_one_dimensional_scores_raise():
+    method = FixedScores(lambda h, n: np.zeros(n), n_items=4)
+    method.recommend = lambda histories, k: Recommendations(scores=np.zeros(4))
+    with pytest.raises(EvaluationError, match="shape"):
+        Evaluator().evaluate(method, pairs_of([[1]], [2]), n_items=4)

@@ -150,3 +150,44 @@ def test_plugin_distribution_runs_through_cli(tiny_datasets_dir, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     summary = json.loads(next((tmp_path / "runs").glob("tiny/recent-items/*/summary.json")).read_text())
     assert 0.0 <= summary["test"]["ndcg@10"] <= 1.0
+
+
+def test_job_key_ignores_override_order():
+    first = Job("sasrec", "tiny", 0, overrides=("lr=0.1", "sasrec.lr=0.2"))
+    second = Job("sasrec", "tiny", 0, overrides=("sasrec.lr=0.2", "lr=0.1"))
+    assert first.key == second.key
+    assert first.resolved_overrides()["method"] == {"lr": 0.2}
+
+
+def test_job_key_ignores_other_methods_overrides():
+    plain = Job("sasrec", "tiny", 0)
+    other = Job("sasrec", "tiny", 0, overrides=("gru4rec.lr=1",))
+    assert plain.key == other.key
+
+
+def test_job_key_depends_on_dataset_hash():
+    assert Job("pop", "tiny", 0, dataset_hash="a").key != Job("pop", "tiny", 0, dataset_hash="b").key
+
+
+def test_repeated_override_key_raises():
+    job = Job("sasrec", "tiny", 0, overrides=("eval.ks=5", "eval.ks=10"))
+    with pytest.raises(ConfigError, match="more than once"):
+        job.resolved_overrides()
+
+
+def test_invalid_eval_value_raises_before_run():
+    with pytest.raises(ConfigError):
+        Job("pop", "tiny", 0, overrides=("eval.ks=abc",)).resolved_overrides()
+
+
+def test_repeated_seeds_give_one_job():
+    jobs = expand_jobs(["pop", "pop"], "tiny", [0, 0, 1], "smoke")
+    assert [(job.method, job.seed) for job in jobs] == [("pop", 0), ("pop", 1)]
+
+
+def test_dataset_name_with_path_is_rejected(tiny_datasets_dir):
+    from clairo_bench.data.catalog import load_dataset
+    from clairo_bench.data.dataset import DataError
+
+    with pytest.raises(DataError, match="Invalid dataset name"):
+        load_dataset("../tiny")

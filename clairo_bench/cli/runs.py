@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clairo_bench.data.catalog import load_dataset
+from clairo_bench.data.dataset import DataError
 from clairo_bench.methods.base import PROFILES, ConfigError
 from clairo_bench.methods.registry import UnknownMethodError, get_method_class, register_plugin
 from clairo_bench.runner import expand_jobs, run_jobs
@@ -85,7 +87,14 @@ def run(
         console.print(f"[red]Error:[/red] {error}")
         raise typer.Exit(2)
 
-    jobs = expand_jobs(names, dataset, _parse_seeds(seeds), profile, overrides, plugin)
+    try:
+        dataset_hash = load_dataset(dataset).content_hash()
+        jobs = expand_jobs(names, dataset, _parse_seeds(seeds), profile, overrides, plugin, dataset_hash)
+        for job in jobs:
+            job.resolved_overrides()  # rejects invalid split., eval. and method values up front
+    except (DataError, ConfigError) as error:
+        console.print(f"[red]Error:[/red] {error}")
+        raise typer.Exit(2)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"Jobs on {dataset} ({profile})", total=len(jobs))
@@ -115,14 +124,15 @@ def recommend(
     cache_dir: Path = typer.Option(Path(".cache"), "--cache-dir", help="Folder for cached splits and features."),
 ) -> None:
     """Print the top-K items that a trained run recommends after HISTORY."""
-    from clairo_bench.data.dataset import DataError
     from clairo_bench.inference import load_trained_method, parse_history, recommend_for_history
 
     console = Console()
+    if k < 1:
+        raise typer.BadParameter(f"--k must be at least 1, got {k}.")
     try:
         method, dataset = load_trained_method(run_dir, cache_dir)
         items = parse_history(history.split(","), dataset)
-    except (FileNotFoundError, DataError, NotImplementedError, UnknownMethodError) as error:
+    except (FileNotFoundError, DataError, ConfigError, NotImplementedError, UnknownMethodError) as error:
         console.print(f"[red]Error:[/red] {error}")
         raise typer.Exit(2)
     table = Table("rank", "item index", "item id", "title", title=f"{method.name} on {dataset.name}")

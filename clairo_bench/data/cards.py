@@ -256,6 +256,12 @@ def load_card(name: str, directory: Path | str | None = None) -> DatasetCard:
     """Read and validate the card `<datasets folder>/<name>.toml`."""
     folder = datasets_dir(directory)
     path = folder / f"{name}.toml"
+    # The name also becomes a folder of the runs directory, so it must be a plain file stem.
+    if not name or Path(name).name != name or name.startswith(".") or "\0" in name:
+        raise DataError(
+            f"Invalid dataset name {name!r}: use a card name such as 'instruments', "
+            "without path separators."
+        )
     if not path.is_file():
         known = card_names(folder) if folder.is_dir() else []
         raise DataError(

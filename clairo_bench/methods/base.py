@@ -28,6 +28,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -204,10 +205,13 @@ def build_config(
 
 def parse_value(value: Any, annotation: Any, key: str) -> Any:
     """Convert a command-line string to the type a config field declares."""
-    if not isinstance(value, str):
-        return value
     origin = typing.get_origin(annotation)
     arguments = typing.get_args(annotation)
+    if isinstance(value, list) and origin is tuple:
+        return tuple(value)  # JSON turns tuples into lists; the config field wants a tuple
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
     if origin in (typing.Union, types.UnionType):
         if value.lower() in ("none", "null") and type(None) in arguments:
             return None
@@ -226,7 +230,7 @@ def parse_value(value: Any, annotation: Any, key: str) -> Any:
             )
         return value
     if origin in (tuple, list):
-        items = [item for item in value.split(",") if item]
+        items = [item for item in value.split(",") if item.strip()]
         item_type = arguments[0] if arguments else str
         parsed = [parse_value(item, item_type, key) for item in items]
         return tuple(parsed) if origin is tuple else parsed
@@ -238,7 +242,12 @@ def parse_value(value: Any, annotation: Any, key: str) -> Any:
             if lowered in ("false", "0", "no"):
                 return False
             raise ValueError(value)
-        if annotation in (int, float, str):
+        if annotation is float:
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
+        if annotation in (int, str):
             return annotation(value)
     except ValueError as error:
         raise ConfigError(

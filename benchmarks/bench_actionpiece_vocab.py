@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import lzma
 import os
 import random
 import re
@@ -30,14 +31,23 @@ import numpy as np
 
 from clairo_bench.tokenization import ActionPieceTokenizer, ActionPieceVocabulary
 
-DEFAULT_DATA_DIR = Path("/work/shared/data/amazon2018/Instruments")
+# The embedded copy of the MQL4GRec Instruments release (xz-compressed JSON).
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "datasets" / "embedded" / "instruments"
 CODE_PATTERN = re.compile(r"_(\d+)>$")
+
+
+def read_json(path: Path):
+    """Read `path`, or `path` with an .xz suffix when only the compressed file exists."""
+    if path.exists():
+        return json.loads(path.read_text())
+    with lzma.open(path.with_name(path.name + ".xz"), "rt") as handle:
+        return json.load(handle)
 
 
 def load_instruments(data_dir: Path) -> tuple[np.ndarray, list[list[int]]]:
     """Return (item features, training corpus) as described in the module docstring."""
-    codes = json.loads((data_dir / "Instruments.index_lemb.json").read_text())
-    interactions = json.loads((data_dir / "Instruments.inter.json").read_text())
+    codes = read_json(data_dir / "Instruments.index_lemb.json")
+    interactions = read_json(data_dir / "Instruments.inter.json")
     buckets = random.Random(0)
     rows = []
     for item in range(len(codes)):
@@ -76,7 +86,7 @@ def load_text() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with Instruments.*.json"
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with Instruments.*.json or .json.xz (default: the embedded copy)"
     )
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=[5000, 20000, 40000], help="vocabulary sizes"

@@ -101,6 +101,8 @@ def run(
         outcomes = run_jobs(jobs, runs_dir, cache_dir, device=device, workers=workers,
                             on_outcome=lambda outcome: progress.advance(task))
 
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # a log file has no terminal width to fit
     table = Table("method", "seed", "status", *REPORTED_METRICS, "wall time (s)", "peak memory (MiB)", "run directory")
     for outcome in sorted(outcomes, key=lambda o: (o.job.method, o.job.seed)):
         test = outcome.summary.get("test", {})

@@ -9,6 +9,7 @@ deterministic segmentation, so that generation has one token sequence to aim for
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ import torch
 from clairo_bench.methods.actionpiece.model import collate_inputs, collate_labels
 
 logger = logging.getLogger(__name__)
+
+# Seconds between progress lines inside an epoch; a CPU epoch can take many minutes.
+PROGRESS_INTERVAL_S = 60.0
 
 
 def spr_generator(seed: int, epoch: int) -> np.random.Generator:
@@ -105,6 +109,8 @@ def train_one_epoch(
 ) -> float:
     """Train one epoch with teacher forcing; return the mean token cross-entropy of its batches."""
     total, steps = 0.0, 0
+    planned = data.steps_per_epoch(batch_size)
+    started = last_report = time.perf_counter()
     for batch in data.batches(epoch, batch_size):
         optimizer.zero_grad(set_to_none=True)
         output = model(
@@ -120,4 +126,9 @@ def train_one_epoch(
             scheduler.step()
         total += float(output.loss.detach())
         steps += 1
+        now = time.perf_counter()
+        if now - last_report >= PROGRESS_INTERVAL_S:
+            last_report = now
+            logger.info("Epoch %d: step %d of %d, %.2f s per step, mean loss %.4f.",
+                        epoch, steps, planned, (now - started) / steps, total / steps)
     return total / max(steps, 1)

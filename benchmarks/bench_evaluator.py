@@ -4,7 +4,7 @@ Usage: python benchmarks/bench_evaluator.py [--items 1000000] [--users 2000] [--
 
 The scorer returns random float32 scores, so the figures measure ranking and metric cost, not a
 model. The evaluator caps each scored batch at about 64M floats, so with a million items it
-scores 64 users per call whatever --batch-size says.
+scores 64 users per call whatever --batch-size is.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class Job:
         profile: "smoke", "quick" or "paper".
         overrides: "key=value" settings from `--set`, as given (see `split_overrides`).
         plugins: `module:Class` references to register in the job's process before it starts.
-        dataset_hash: `Dataset.content_hash()` of the data the job must run on; a job whose
+        dataset_hash: `Dataset.content_hash()` of the data the job must run on. A job whose
             dataset has changed since then fails instead of mixing results of two datasets.
     """
 
@@ -120,7 +120,7 @@ def typed_values(config_class: type, values: Mapping[str, str], owner: str) -> d
 
 @dataclass
 class JobOutcome:
-    """What happened to a job: "finished", "skipped" (already finished) or "failed"."""
+    """Result of one job, with status "finished", "skipped" (already finished) or "failed"."""
 
     job: Job
     status: str
@@ -351,7 +351,7 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
                     ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                               for k, v in record.items()))
 
-    # Early stopping reads ndcg@10, so validation always includes K=10 whatever eval.ks says.
+    # Early stopping reads ndcg@10, so validation always includes K=10 whatever eval.ks sets.
     validation_evaluator = Evaluator(
         dataclasses.replace(eval_settings, ks=tuple(sorted(set(eval_settings.ks) | {10})))
     )
@@ -381,7 +381,7 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
     atomic_write_json(run_dir / "records.json", context.records)
 
     # A crash between logging an epoch and checkpointing it makes the resumed run log that epoch
-    # again; the later record is the one whose weights the checkpoint holds.
+    # again. The later record belongs to the weights that the checkpoint contains.
     records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     history = list({record["epoch"]: record for record in records}.values())
     metric = "valid_ndcg@10"

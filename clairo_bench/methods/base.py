@@ -1,4 +1,4 @@
-"""The `Method` interface: the only thing the runner knows about a recommender.
+"""The `Method` interface: the only part of a recommender that the runner calls.
 
 A method is configured from a frozen dataclass, fitted on the shared split, and asked for top-K
 recommendations for batches of histories. Example of a complete method::
@@ -54,8 +54,8 @@ class ConfigError(ValueError):
 class MethodConfig:
     """Base class of method configurations; subclasses are frozen dataclasses.
 
-    Field defaults are the `paper` profile unless a method says otherwise; the class attribute
-    `Method.profiles` lists the overrides of the other profiles.
+    Field defaults are the `paper` profile unless a method documents otherwise. The class
+    attribute `Method.profiles` lists the overrides of the other profiles.
     """
 
 
@@ -99,7 +99,7 @@ class RunContext:
             metrics such as {"ndcg@10": ...}; methods use it for early stopping.
         log_epoch: appends one record (epoch, loss, validation metrics, ...) to the training log.
         records: free-form facts the method wants saved with the run (vocabulary statistics,
-            which codes it used, departures from the paper); values must be JSON-serializable.
+            which codes it used, departures from the published method); values must be JSON-serializable.
         progress: optional callback (description, completed, total) for long steps.
     """
 

@@ -45,7 +45,7 @@ class UnknownMethodError(KeyError):
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """Where a method comes from.
+    """Origin of a registered method.
 
     Attributes:
         name: the name used on the command line.

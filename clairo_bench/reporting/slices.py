@@ -202,7 +202,7 @@ def training_item_counts(config: Mapping[str, Any]) -> np.ndarray:
     Raises ReportError when the dataset's content or the rebuilt split key no longer matches the
     run's config.json, so counts always describe the data the run was trained on.
     """
-    # Runs store their training counts; older run directories without the file fall back to
+    # Runs store their training counts. Older run directories without the file fall back to
     # rebuilding the split, which fails (ReportError) once the dataset's content hash changed.
     run_dir = config.get("run_dir")
     if run_dir is not None and (Path(run_dir) / TRAIN_ITEM_COUNTS_FILE).exists():

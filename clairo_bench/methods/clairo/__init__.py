@@ -13,7 +13,7 @@ Layouts:
 - "fused": one OPQ on the 768-d fused vector; needs item content or embedding files.
 - "per_modality": text codes and image codes as separate categories of one feature set. Datasets
   that ship precomputed text and image codes instead of embeddings always use this layout, and
-  the run records say so.
+  the run records note it.
 
 Ablation variants, each a registered method: `clairo-text-only`, `clairo-image-only` and
 `clairo-final-pca`. Each fixes one setting and records the change in `records["ablation"]`.

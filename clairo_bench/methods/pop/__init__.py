@@ -25,8 +25,8 @@ class Pop(Method):
 
     def fit(self, dataset: Dataset, split: Split, context: RunContext) -> None:
         counts = split.item_popularity().astype(np.float64)
-        # Equal counts are ordered by item index so the ranking is deterministic; the offset is
-        # below one count step, so it never reorders items with different counts.
+        # Equal counts are ordered by item index so that the ranking is deterministic. The
+        # offset stays below one count step, so it never reorders items with different counts.
         self.scores = counts - np.arange(len(counts)) / (len(counts) + 1.0)
         context.records["popularity_source"] = "training sequences"
 

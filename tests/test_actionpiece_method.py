@@ -117,6 +117,15 @@ def test_fit_recommends_valid_item_indices(fitted):
         assert (row[len(valid):] == -1).all()
 
 
+def test_recommendations_keep_the_order_of_the_histories(fitted):
+    method, _, split, _, _ = fitted
+    histories = split.test.histories[:12]
+    together = method.recommend(histories, 10)
+    for row, history in enumerate(histories):
+        alone = method.recommend([history], 10)
+        assert np.array_equal(together.items[row], alone.items[0])
+
+
 def test_fit_counts_every_beam_as_a_generation(fitted):
     method, _, split, _, _ = fitted
     output = method.recommend(split.test.histories[:5], 10)
@@ -210,6 +219,51 @@ def test_spr_batches_use_the_epoch_segmentation(fitted):
         for ids, mask in zip(batch.input_ids.tolist(), batch.attention_mask.tolist()):
             tokens = [token - TOKEN_OFFSET for token in ids[1 : sum(mask) - 1]]
             rows.add(tuple(tokens))
+    assert rows == {tuple(tokens) for tokens in segmentations}
+
+
+def length_corpus(n_items: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Eight histories of 1 to 8 items (item 0 repeated), each with target item 1."""
+    histories = [np.zeros(length, dtype=np.int64) for length in (5, 2, 8, 1, 7, 3, 6, 4)]
+    return histories, np.ones(len(histories), dtype=np.int64) % n_items
+
+
+def test_length_grouping_pairs_neighbouring_lengths(fitted):
+    method = fitted[0]
+    histories, targets = length_corpus(method.tokenizer.n_items)
+    data = SPRTrainingData(method.tokenizer, histories, targets, seed=3, length_grouping=4)
+    _, batches = data.batch_indices(epoch=1, batch_size=2)
+    grouped = {frozenset(len(histories[i]) for i in batch.tolist()) for batch in batches}
+    assert grouped == {frozenset({1, 2}), frozenset({3, 4}), frozenset({5, 6}), frozenset({7, 8})}
+
+
+def test_length_grouping_visits_every_pair_once(fitted):
+    method, _, split, _, _ = fitted
+    histories, targets = split.train_pairs()
+    data = SPRTrainingData(method.tokenizer, histories, targets, seed=3, length_grouping=2)
+    _, batches = data.batch_indices(epoch=1, batch_size=5)
+    visited = np.sort(np.concatenate(batches))
+    assert np.array_equal(visited, np.arange(len(targets)))
+
+
+def test_length_grouping_orders_batches_anew_each_epoch(fitted):
+    method, _, split, _, _ = fitted
+    histories, targets = split.train_pairs()
+    data = SPRTrainingData(method.tokenizer, histories, targets, seed=3, length_grouping=2)
+    first = [batch.tolist() for batch in data.batch_indices(epoch=1, batch_size=5)[1]]
+    second = [batch.tolist() for batch in data.batch_indices(epoch=2, batch_size=5)[1]]
+    assert first != second
+
+
+def test_grouped_batches_use_the_epoch_segmentation(fitted):
+    method, _, split, _, _ = fitted
+    histories, targets = split.train_pairs()
+    data = SPRTrainingData(method.tokenizer, histories, targets, seed=11, length_grouping=3)
+    segmentations = data.segment_epoch(2, batch_size=4)
+    rows = set()
+    for batch in data.batches(2, batch_size=4):
+        for ids, mask in zip(batch.input_ids.tolist(), batch.attention_mask.tolist()):
+            rows.add(tuple(token - TOKEN_OFFSET for token in ids[1 : sum(mask) - 1]))
     assert rows == {tuple(tokens) for tokens in segmentations}
 
 

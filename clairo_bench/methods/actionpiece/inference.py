@@ -113,10 +113,14 @@ def generate_recommendations(
     invalid = total = 0
     was_training = model.training
     model.eval()
+    # Histories of similar length share a batch, so less padding reaches the encoder. The
+    # segmentations depend on each history alone, so the order changes recommendations only
+    # through floating-point rounding of padded batches.
+    order = np.argsort([len(history) for history in histories], kind="stable")
     try:
         for start in range(0, len(histories), settings.batch_size):
-            chunk = [np.asarray(h, dtype=np.int64).tolist()
-                     for h in histories[start : start + settings.batch_size]]
+            rows = order[start : start + settings.batch_size]
+            chunk = [np.asarray(histories[row], dtype=np.int64).tolist() for row in rows]
             segmentations = []
             for history in chunk:
                 rng = segmentation_generator(settings.seed, history)
@@ -139,7 +143,7 @@ def generate_recommendations(
                 fused = fuse_ranked_lists(
                     [entry.items for entry in lists], k, scores=[entry.weights for entry in lists]
                 )
-                items[start + offset, : len(fused)] = fused
+                items[rows[offset], : len(fused)] = fused
     finally:
         model.train(was_training)
     return Recommendations(items=items, invalid_generations=invalid, total_generations=total)

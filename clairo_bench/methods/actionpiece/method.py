@@ -110,7 +110,8 @@ class ActionPiece(Method):
         atomic_write_json(context.work_dir / STATISTICS_FILE, statistics)
 
         histories, targets = split.train_pairs()
-        data = SPRTrainingData(self.tokenizer, histories, targets, seed=context.seed)
+        data = SPRTrainingData(self.tokenizer, histories, targets, seed=context.seed,
+                               length_grouping=config.length_grouping)
         optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -146,6 +147,8 @@ class ActionPiece(Method):
             "best_validation_ndcg@10": outcome.best_score,
             "epochs_run": outcome.epochs_run,
             "segmentation": "a new random segmentation of every history in every epoch (SPR)",
+            "batches": (f"windows of {config.length_grouping} batches sorted by history length"
+                        if config.length_grouping else "uniformly random"),
         }
 
     def recommend(self, histories: Sequence[np.ndarray], k: int) -> Recommendations:

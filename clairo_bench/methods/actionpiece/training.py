@@ -48,10 +48,14 @@ class SPRTrainingData:
         histories: item indices before each target, oldest first.
         targets: the next item of each history.
         seed: run seed; epoch e uses `spr_generator(seed, e)`.
+        length_grouping: 0 draws every batch uniformly at random. N > 0 cuts the shuffled pairs
+            into windows of N batches, sorts each window by history length, cuts it into
+            batches and shuffles the batches; a batch then holds histories of similar length and
+            needs less padding. Each epoch still visits every pair once, in a new random order.
     """
 
     def __init__(self, tokenizer, histories: Sequence[np.ndarray], targets: np.ndarray,
-                 seed: int) -> None:
+                 seed: int, length_grouping: int = 0) -> None:
         if len(histories) != len(targets):
             raise ValueError(f"Got {len(histories)} histories but {len(targets)} targets.")
         if not len(targets):
@@ -63,6 +67,10 @@ class SPRTrainingData:
         self.histories = [np.asarray(history, dtype=np.int64).tolist() for history in histories]
         self.targets = np.asarray(targets, dtype=np.int64)
         self.seed = seed
+        if length_grouping < 0:
+            raise ValueError(f"length_grouping must be 0 or more, got {length_grouping}.")
+        self.length_grouping = length_grouping
+        self.lengths = np.array([len(history) for history in self.histories], dtype=np.int64)
         self.target_tokens = {
             int(item): tokenizer.encode_item(int(item)) for item in np.unique(self.targets)
         }
@@ -73,24 +81,44 @@ class SPRTrainingData:
     def steps_per_epoch(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
 
-    def segment_epoch(self, epoch: int) -> list[list[int]]:
-        """Return the segmentation each history gets in `epoch`, in pair order.
+    def batch_indices(self, epoch: int, batch_size: int) -> tuple[np.random.Generator, list[np.ndarray]]:
+        """Return the generator of `epoch` and its batches of pair indices, in training order.
 
-        The generator calls match those of `batches`, so the result equals the training input.
+        The generator has drawn the order only; the segmentations come next from the same
+        generator, so `segment_epoch` and `batches` see identical draws.
         """
         rng = spr_generator(self.seed, epoch)
         order = rng.permutation(len(self))
+        if not self.length_grouping:
+            return rng, [order[start : start + batch_size]
+                         for start in range(0, len(order), batch_size)]
+        window = batch_size * self.length_grouping
+        batches = []
+        for start in range(0, len(order), window):
+            chunk = order[start : start + window]
+            # A stable sort keeps the random order among histories of equal length.
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[offset : offset + batch_size]
+                           for offset in range(0, len(chunk), batch_size))
+        return rng, [batches[index] for index in rng.permutation(len(batches))]
+
+    def segment_epoch(self, epoch: int, batch_size: int = 256) -> list[list[int]]:
+        """Return the segmentation each history gets in `epoch`, in pair order.
+
+        The generator calls match those of `batches` with the same batch size, so the result
+        equals the training input.
+        """
+        rng, batches = self.batch_indices(epoch, batch_size)
         segmentations: list[list[int]] = [[] for _ in range(len(self))]
-        for index in order.tolist():
-            segmentations[index] = self.tokenizer.encode_sequence(self.histories[index], rng)
+        for indices in batches:
+            for index in indices.tolist():
+                segmentations[index] = self.tokenizer.encode_sequence(self.histories[index], rng)
         return segmentations
 
     def batches(self, epoch: int, batch_size: int) -> Iterator[TrainingBatch]:
-        """Yield the shuffled batches of `epoch`, segmenting each history as it is batched."""
-        rng = spr_generator(self.seed, epoch)
-        order = rng.permutation(len(self))
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
+        """Yield the batches of `epoch`, segmenting each history as it is batched."""
+        rng, batches = self.batch_indices(epoch, batch_size)
+        for indices in batches:
             inputs = [self.tokenizer.encode_sequence(self.histories[i], rng) for i in indices]
             labels = [self.target_tokens[int(self.targets[i])] for i in indices]
             input_ids, attention_mask = collate_inputs(inputs)

@@ -217,6 +217,12 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def peak_memory_mb() -> float:
     """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -335,7 +341,7 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
         run_dir / "provenance.json",
         {"packages": package_versions(), "git": git_commit(), "python": sys.version,
          "platform": platform.platform(), "processor": platform.processor(),
-         "cpu_count": os.cpu_count(), "device": device,
+         "cpu_count": os.cpu_count(), "torch_threads": _torch_threads(), "device": device,
          "started_at": datetime.now(timezone.utc).isoformat()},
     )
 
@@ -434,7 +440,9 @@ def run_jobs(
         while pending and len(running) < max(1, workers):
             job = pending.pop(0)
             process = context.Process(
-                target=_job_process, args=(job, runs_dir, cache_dir, device, logging.getLogger().level),
+                target=_job_process,
+                args=(job, runs_dir, cache_dir, device, logging.getLogger().level,
+                      threads_per_job(workers)),
                 name=f"clairo-bench job {job.method} seed {job.seed}",
             )
             process.start()
@@ -450,8 +458,26 @@ def run_jobs(
     return outcomes
 
 
-def _job_process(job: Job, runs_dir: Path, cache_dir: Path, device: str, level: int) -> None:
+def threads_per_job(workers: int) -> int | None:
+    """Return the torch CPU threads each of `workers` concurrent jobs gets, or None to keep
+    torch's default.
+
+    torch starts one thread per core in every process; with several jobs at once that
+    oversubscribes the cores, and on a 2-core machine two 2-thread jobs measured up to ten times
+    slower per training step than one. OMP_NUM_THREADS, when set, wins.
+    """
+    if workers <= 1 or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _job_process(job: Job, runs_dir: Path, cache_dir: Path, device: str, level: int,
+                 threads: int | None = None) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", force=True)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     outcome = execute_job(job, runs_dir, cache_dir, device)
     if outcome.status == "skipped":
         atomic_write_text(job.run_dir(runs_dir) / ".skipped", "")

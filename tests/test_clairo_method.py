@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from clairo_bench.cli.runs import vocabulary_modality_line
 from clairo_bench.data.dataset import Dataset, ItemCodes
 from clairo_bench.data.split import Split, build_split
 from clairo_bench.evaluation import Evaluator
@@ -172,6 +173,19 @@ def test_clairo_records_cross_modal_share(fitted_clairo):
     assert len(modality["by_rank_bucket"]) >= 1
     for merge in modality["top_cross_modal_merges"]:
         assert len(merge["example_item_ids"]) == len(merge["example_items"])
+
+
+def test_run_summary_line_states_the_cross_modal_share(fitted_clairo, tmp_path):
+    _, _, context = fitted_clairo
+    (tmp_path / "records.json").write_text(json.dumps(context.records))
+    shares = context.records["vocabulary"]["modality"]["shares"]
+    line = vocabulary_modality_line(tmp_path)
+    assert f"{shares['cross_modal']:.1%} cross-modal" in line
+
+
+def test_run_summary_line_is_absent_without_modality_records(tmp_path):
+    (tmp_path / "records.json").write_text(json.dumps({"vocabulary": {"size": 10}}))
+    assert vocabulary_modality_line(tmp_path) is None
 
 
 def test_clairo_is_not_an_ablation(fitted_clairo):

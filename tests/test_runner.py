@@ -16,6 +16,7 @@ import pytest
 
 from clairo_bench.methods.base import ConfigError
 from clairo_bench.methods.registry import UnknownMethodError, get_method_class
+from clairo_bench import runner
 from clairo_bench.runner import Job, expand_jobs, run_jobs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -191,3 +192,16 @@ def test_dataset_name_with_path_is_rejected(tiny_datasets_dir):
 
     with pytest.raises(DataError, match="Invalid dataset name"):
         load_dataset("../tiny")
+
+
+def test_threads_per_job_splits_the_cores_between_workers(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    assert runner.threads_per_job(1) is None
+    assert runner.threads_per_job(2) == 4
+    assert runner.threads_per_job(16) == 1
+
+
+def test_threads_per_job_leaves_an_explicit_omp_setting(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runner.threads_per_job(4) is None

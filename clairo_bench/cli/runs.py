@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -115,8 +116,32 @@ def run(
             str(outcome.run_dir),
         )
     console.print(table)
+    for outcome in sorted(outcomes, key=lambda o: (o.job.method, o.job.seed)):
+        line = vocabulary_modality_line(outcome.run_dir)
+        if line:
+            console.print(f"{outcome.job.method} seed {outcome.job.seed}: {line}")
     if any(outcome.status == "failed" for outcome in outcomes):
         raise typer.Exit(1)
+
+
+def vocabulary_modality_line(run_dir: Path) -> str | None:
+    """Describe the modality shares of a run's merged vocabulary tokens, if it recorded them.
+
+    Returns None for runs without a multimodal vocabulary (baselines, ActionPiece, failed jobs).
+    """
+    try:
+        records = json.loads((Path(run_dir) / "records.json").read_text())
+    except (OSError, ValueError):
+        return None
+    modality = records.get("vocabulary", {}).get("modality") if isinstance(records, dict) else None
+    if not modality or not sum(modality.get("counts", {}).values()):
+        return None
+    shares = modality["shares"]
+    return (
+        f"merged vocabulary tokens are {shares.get('cross_modal', 0.0):.1%} cross-modal, "
+        f"{shares.get('text_only', 0.0):.1%} text-only, {shares.get('image_only', 0.0):.1%} "
+        "image-only (records.json, vocabulary.modality)"
+    )
 
 
 def recommend(

@@ -285,7 +285,7 @@ def execute_job(job: Job, runs_dir: Path, cache_dir: Path, device: str = "auto")
 
 def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: float) -> dict[str, Any]:
     from clairo_bench.data.catalog import load_dataset
-    from clairo_bench.data.split import SplitSettings, load_or_build_split
+    from clairo_bench.data.split import SplitSettings, load_or_build_split, training_view
 
     for reference in job.plugins:
         register_plugin(reference)
@@ -372,7 +372,7 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
     context.work_dir.mkdir(parents=True, exist_ok=True)
     method = method_class(method_config)
     fit_started = time.perf_counter()
-    method.fit(dataset, split, context)
+    method.fit(training_view(dataset, split), split, context)
     fit_seconds = time.perf_counter() - fit_started
 
     valid_summary = evaluator.evaluate(method, split.valid, split.n_items).summary()

@@ -205,3 +205,13 @@ def test_threads_per_job_splits_the_cores_between_workers(monkeypatch):
 def test_threads_per_job_leaves_an_explicit_omp_setting(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert runner.threads_per_job(4) is None
+
+
+def test_fit_sees_only_training_interactions(tiny_datasets_dir, tmp_path):
+    jobs = expand_jobs(["counts-fit-interactions"], "tiny", [0], "smoke",
+                       plugins=[f"{PLUGINS}:CountsFitInteractions"])
+    [outcome] = run_jobs(jobs, tmp_path / "runs", tmp_path / "cache", isolate=False)
+    seen = int((outcome.run_dir / "work" / "fit_interactions.txt").read_text())
+    config = json.loads((outcome.run_dir / "config.json").read_text())
+    held_out = 2 * (config["dataset"]["n_users"] - config["split"]["dropped_users"])
+    assert seen == config["dataset"]["n_interactions"] - held_out

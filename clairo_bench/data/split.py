@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -241,6 +242,24 @@ def build_split(dataset: Dataset, settings: SplitSettings | None = None) -> Spli
         test=pairs("test"),
         dropped_users=dropped,
     )
+
+
+def training_view(dataset: Dataset, split: Split) -> Dataset:
+    """Return `dataset` with every sequence cut to its training part.
+
+    The runner hands this view to `Method.fit`, so a method cannot read the validation or test
+    targets through `dataset.sequences`; users the split dropped get empty sequences. Items,
+    codes and metadata are shared, not copied.
+    """
+    if dataset.content_hash() != split.dataset_hash:
+        raise DataError(
+            f"The split of {split.dataset_name!r} was built from data with hash "
+            f"{split.dataset_hash}, not {dataset.content_hash()}; rebuild the split."
+        )
+    sequences = [np.asarray(sequence, dtype=np.int64)[:0] for sequence in dataset.sequences]
+    for user, sequence in zip(split.train_users.tolist(), split.train_sequences):
+        sequences[user] = sequence
+    return dataclasses.replace(dataset, sequences=sequences)
 
 
 def load_or_build_split(dataset: Dataset, settings: SplitSettings, cache_dir: Path) -> Split:

@@ -149,7 +149,11 @@ class Method(abc.ABC):
 
     @abc.abstractmethod
     def fit(self, dataset: Dataset, split: Split, context: RunContext) -> None:
-        """Train on `split` (training sequences; validation pairs through `context.validate`)."""
+        """Train on `split` (training sequences; validation pairs through `context.validate`).
+
+        The runner passes a `dataset` whose sequences hold only their training part (see
+        `clairo_bench.data.split.training_view`); items, codes and metadata are complete.
+        """
 
     @abc.abstractmethod
     def recommend(self, histories: Sequence[np.ndarray], k: int) -> Recommendations:

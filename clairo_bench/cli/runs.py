@@ -60,7 +60,7 @@ def run(
     dataset: str = typer.Option("instruments", "--dataset", "-d", help="Dataset card name (see `datasets list`)."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated random seeds; one job per method and seed."),
     profile: str = typer.Option("quick", "--profile", help=f"Hyperparameter profile: {', '.join(PROFILES)}. "
-                                "smoke takes seconds, quick is sized for a CPU, paper uses published settings."),
+                                "smoke only checks that a method runs, quick is sized for a CPU, paper uses published settings."),
     overrides: list[str] = typer.Option([], "--set", help="Override a setting: KEY=VALUE (all methods with KEY), "
                                         "METHOD.KEY=VALUE, split.max_history_items=N or eval.KEY=VALUE. Repeatable."),
     plugin: list[str] = typer.Option([], "--plugin", help="Load a third-party method given as module:Class. Repeatable."),

@@ -47,8 +47,8 @@ class ActionPieceConfig(MethodConfig):
         warmup_steps: optimizer steps of linear warm-up before the cosine decay; the decay ends
             at zero after max_epochs epochs.
         batch_size: training (history, next item) pairs per optimizer step.
-        length_grouping: 0 draws training batches uniformly at random, as the published code
-            does. N > 0 sorts each random window of N batches by history length before cutting
+        length_grouping: 0 draws training batches uniformly at random (the `paper` profile).
+            N > 0 sorts each random window of N batches by history length before cutting
             it into batches, so a batch needs less padding (see `SPRTrainingData`).
         max_epochs: upper bound on training epochs.
         patience: epochs without a better validation NDCG@10 before training stops.
@@ -142,10 +142,10 @@ class ActionPieceConfig(MethodConfig):
 
 # The quick profile targets Instruments (17,112 users, 84,890 training pairs) on 2 CPU cores,
 # every validation and test user included in the final evaluations. Measured with one torch
-# thread while another process shared the cores: a step of 256 length-grouped pairs takes
-# 0.27 s for ActionPiece (0.83 s without grouping) and 0.70 s for CLAIRO, whose items carry
-# twice the features (3.05 s without grouping); inference scores 140 (ActionPiece) and 77
-# (CLAIRO) histories per second. An exploratory run without grouping reached the validation
+# thread while another process shared the cores, a step of 256 length-grouped pairs takes
+# 0.27 s for ActionPiece (0.83 s without grouping). CLAIRO's items carry twice the features,
+# so its step takes 0.70 s (3.05 s without grouping). Inference scores 140 (ActionPiece) and
+# 77 (CLAIRO) histories per second. An exploratory run without grouping reached the validation
 # NDCG@10 of Pop (0.044) after 2 epochs and 0.055 after 5, so 6 epochs are planned.
 QUICK_PROFILE = {
     "vocab_size": 4_000,

@@ -347,6 +347,20 @@ def test_beam_search_cache_matches_full_decoding():
     assert np.allclose(cached.log_probs, full.log_probs, atol=1e-5)
 
 
+def test_beam_search_feeds_one_new_token_per_step_with_cache():
+    torch.manual_seed(0)
+    settings = T5Settings(num_layers=1, num_decoder_layers=1, d_model=16, d_ff=32, num_heads=2, d_kv=8)
+    model = build_model(settings, vocabulary_size=40).eval()
+    widths = []
+    model.get_decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    input_ids, attention_mask = collate_inputs([[1, 2, 3], [4, 5]])
+    beam_search(model, input_ids, attention_mask, num_beams=3, max_new_tokens=4)
+    assert widths[0] == 1
+    assert set(widths[1:]) <= {1}
+
+
 def test_beam_search_ranks_beams_by_log_probability():
     torch.manual_seed(1)
     settings = T5Settings(num_layers=1, num_decoder_layers=1, d_model=16, d_ff=32, num_heads=2, d_kv=8)

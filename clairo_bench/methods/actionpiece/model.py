@@ -131,6 +131,8 @@ def beam_search(
             use_cache=use_cache,
             **({cache_argument: cache} if cache is not None else {}),
         )
+        if use_cache:
+            cache = _returned_cache(outputs)
         logits = outputs.logits[:, -1, :].float()
         # Log-probabilities are normalised over the whole vocabulary before any mask applies.
         normalizer = torch.logsumexp(logits, dim=-1, keepdim=True)
@@ -183,6 +185,20 @@ def beam_search(
         kept_finished.append(row_finished)
         kept_scores.append(row_scores)
     return BeamHypotheses(tokens=tokens, finished=kept_finished, log_probs=kept_scores)
+
+
+def _returned_cache(outputs):
+    """Return the key-value cache of a forward pass: `cache` in transformers 5.25, else
+    `past_key_values`."""
+    cache = getattr(outputs, "cache", None)
+    if cache is None:
+        cache = getattr(outputs, "past_key_values", None)
+    if cache is None:
+        raise RuntimeError(
+            "The T5 model returned no key-value cache although use_cache=True; this transformers "
+            "version is not supported by ActionPiece's beam search."
+        )
+    return cache
 
 
 def _cache_argument(model: T5ForConditionalGeneration) -> str:

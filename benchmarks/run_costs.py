@@ -3,8 +3,8 @@
 Usage: python benchmarks/run_costs.py [--runs-dir runs] [--profile quick] [--format md|tsv]
 
 Reads summary.json, config.json and provenance.json of every finished run directory under
-RUNS_DIR/DATASET/METHOD/. Wall time covers the whole job (data loading, training, validation
-and the test evaluation of every user); peak memory is the job process's maximum resident set
+RUNS_DIR/DATASET/METHOD/. Wall time covers the whole job: data loading, training, validation
+and the test evaluation of every user. Peak memory is the job process's maximum resident set
 size. The thread and CPU columns come from provenance.json, so a reader can tell runs that had
 the cores to themselves from runs that shared them (the load is not recorded).
 """

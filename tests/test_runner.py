@@ -111,6 +111,9 @@ def test_killed_run_resumes_without_redoing_work(tiny_datasets_dir, tmp_path):
     assert started.count(1) == 1
     assert (run_dir / "summary.json").exists()
     assert pop_summary.stat().st_mtime_ns == pop_modified
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # Four logged epochs of at least one second each, two of them from the killed process.
+    assert summary["logged_epoch_seconds"] >= 4.0
 
 
 def test_unknown_method_lists_available():

@@ -218,3 +218,23 @@ def test_fit_sees_only_training_interactions(tiny_datasets_dir, tmp_path):
     config = json.loads((outcome.run_dir / "config.json").read_text())
     held_out = 2 * (config["dataset"]["n_users"] - config["split"]["dropped_users"])
     assert seen == config["dataset"]["n_interactions"] - held_out
+
+
+def test_run_rejects_bad_arguments_before_any_job(tmp_path):
+    for arguments, message in (
+        (["--methods", ""], "No method given"),
+        (["--methods", "pop", "--device", "gpu"], "Unknown device 'gpu'"),
+        (["--methods", "pop", "--seeds=-1"], "Seeds must be in"),
+        (["--methods", "pop", "--workers", "0"], "--workers must be at least 1"),
+    ):
+        result = cli("run", "--dataset", "instruments", "--runs-dir", str(tmp_path / "runs"),
+                     *arguments, cwd=tmp_path)
+        assert result.returncode == 2, arguments
+        assert message in result.stdout + result.stderr, arguments
+        assert not (tmp_path / "runs").exists(), arguments
+
+
+def test_methods_list_reports_a_missing_plugin_module(tmp_path):
+    result = cli("methods", "list", "--plugin", "no_such_module:X", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr

@@ -18,7 +18,7 @@ app = typer.Typer(no_args_is_help=True)
 console = Console()
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path(".cache/clairo-bench")
+DEFAULT_CACHE_DIR = Path(".cache")  # the folder `clairo-bench run` reads
 
 
 @app.command("build")

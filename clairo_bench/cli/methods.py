@@ -16,8 +16,12 @@ def list_methods(
     plugin: list[str] = typer.Option([], "--plugin", help="Also load a method given as module:Class."),
 ) -> None:
     """List every method: built-ins, entry-point plugins and --plugin references."""
-    for reference in plugin:
-        register_plugin(reference)
+    try:
+        for reference in plugin:
+            register_plugin(reference)
+    except UnknownMethodError as error:
+        Console().print(f"[red]Error:[/red] {error}")
+        raise typer.Exit(2)
     table = Table("name", "origin", "class", "description")
     for entry in sorted(available_methods().values(), key=lambda e: e.name):
         try:

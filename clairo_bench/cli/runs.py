@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import typer
@@ -27,6 +28,8 @@ def _parse_seeds(text: str) -> list[int]:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise typer.BadParameter(f"Invalid seeds {text!r}; write a comma-separated list such as 0,1,2.")
+    if any(seed < 0 or seed >= 2**32 for seed in seeds):
+        raise typer.BadParameter(f"Seeds must be in 0..2**32-1, got {text!r}.")
     if not seeds:
         raise typer.BadParameter("Give at least one seed, for example --seeds 0.")
     return seeds
@@ -81,6 +84,12 @@ def run(
         for reference in plugin:
             register_plugin(reference)
         names = [name.strip() for name in methods.split(",") if name.strip()]
+        if not names:
+            raise ConfigError("No method given; pass --methods NAME[,NAME...] (see `methods list`).")
+        if workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {workers}.")
+        if device != "auto" and device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+            raise ConfigError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.")
         for name in names:
             get_method_class(name)
         _check_overrides(overrides, names)

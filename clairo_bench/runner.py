@@ -401,8 +401,8 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
         "epochs_run": len(history),
         "fit_seconds": fit_seconds,
         "test_seconds": test_seconds,
-        # NOTE: wall time and peak memory cover this process only; after a resume, the time of
-        # earlier processes is in train_log.jsonl (seconds per epoch), not here.
+        # NOTE: wall time and peak memory cover this process only. After a resume, the time of
+        # earlier processes is in logged_epoch_seconds (from train_log.jsonl), not here.
         "wall_time_s": time.perf_counter() - started,
         "logged_epoch_seconds": sum(float(record.get("seconds", 0.0)) for record in history),
         "peak_memory_mb": peak_memory_mb(),

@@ -347,7 +347,7 @@ def test_beam_search_cache_matches_full_decoding():
     assert np.allclose(cached.log_probs, full.log_probs, atol=1e-5)
 
 
-def test_beam_search_feeds_one_new_token_per_step_with_cache():
+def test_beam_search_reuses_decoder_cache():
     torch.manual_seed(0)
     settings = T5Settings(num_layers=1, num_decoder_layers=1, d_model=16, d_ff=32, num_heads=2, d_kv=8)
     model = build_model(settings, vocabulary_size=40).eval()

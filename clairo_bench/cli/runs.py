@@ -88,7 +88,7 @@ def run(
             raise ConfigError("No method given; pass --methods NAME[,NAME...] (see `methods list`).")
         if workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {workers}.")
-        if device != "auto" and device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+        if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
             raise ConfigError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.")
         for name in names:
             get_method_class(name)

@@ -247,9 +247,9 @@ def build_split(dataset: Dataset, settings: SplitSettings | None = None) -> Spli
 def training_view(dataset: Dataset, split: Split) -> Dataset:
     """Return `dataset` with every sequence cut to its training part.
 
-    The runner hands this view to `Method.fit`, so a method cannot read the validation or test
-    targets through `dataset.sequences`; users the split dropped get empty sequences. Items,
-    codes and metadata are shared, not copied.
+    The runner passes this view to `Method.fit`, so a method cannot read the validation or test
+    targets through `dataset.sequences`. Users that the split dropped get empty sequences.
+    Items, codes and metadata are shared, not copied.
     """
     if dataset.content_hash() != split.dataset_hash:
         raise DataError(

@@ -50,8 +50,8 @@ class SPRTrainingData:
         seed: run seed; epoch e uses `spr_generator(seed, e)`.
         length_grouping: 0 draws every batch uniformly at random. N > 0 cuts the shuffled pairs
             into windows of N batches, sorts each window by history length, cuts it into
-            batches and shuffles the batches; a batch then holds histories of similar length and
-            needs less padding. Each epoch still visits every pair once, in a new random order.
+            batches and shuffles the batches. A batch then contains histories of similar length,
+            so it needs less padding. Each epoch still visits every pair once, in a new random order.
     """
 
     def __init__(self, tokenizer, histories: Sequence[np.ndarray], targets: np.ndarray,

@@ -18,6 +18,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp creates the file with mode 0600; give the result the mode open() would give it,
+    # so that run directories can be shared with co-authors and read by web servers.
+    os.fchmod(handle, 0o666 & ~_current_umask())
     os.close(handle)
     temporary_path = Path(temporary)
     try:
@@ -25,6 +28,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(temporary_path, path)
     finally:
         temporary_path.unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; the process is single-threaded when files are written.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:

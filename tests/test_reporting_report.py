@@ -63,9 +63,17 @@ def test_cli_leaderboard_rejects_different_splits(tmp_path):
         "leaderboard", "--dataset", "toy", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
         "--no-plots", "--no-slices",
     ])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ")
     assert "split.key" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_claims_without_runs_names_the_folder(tmp_path):
+    result = CliRunner().invoke(app, ["claims", "--dataset", "toy", "--runs-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ")
+    assert "none" in result.output
 
 
 def test_cli_claims_lists_untested(tmp_path):

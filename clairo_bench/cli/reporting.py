@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ def leaderboard(
         datasets = resolve_datasets(runs_dir, dataset)
         written = generate_reports(runs_dir, datasets, out, options, combined=combined or dataset == "all")
     except (ReportError, ValueError) as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(code=1)
+        console.print("[red]Error:[/red]", escape(str(error)))
+        raise typer.Exit(code=2)
     for path in written:
         console.print(f"wrote {path}")
 
@@ -100,8 +101,8 @@ def claims(
         selection = select_runs(discover_runs(runs_dir, dataset), dataset, profile)
         results = check_claims(selection, default_metric=metric.lower())
     except (ReportError, ValueError) as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(code=1)
+        console.print("[red]Error:[/red]", escape(str(error)))
+        raise typer.Exit(code=2)
     console.print(f"[bold]CLAIRO claims on {dataset}[/bold] (profile {selection.profile})")
     colors = {"supported": "green", "contradicted": "red", "untested": "yellow"}
     for result in results:

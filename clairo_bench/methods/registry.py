@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -62,7 +64,14 @@ _plugins: dict[str, MethodEntry] = {}
 
 
 def register_plugin(reference: str) -> str:
-    """Register a `module:Class` reference (the `--plugin` option); return the method's name."""
+    """Register a `module:Class` reference (the `--plugin` option); return the method's name.
+
+    A module in the current folder is found too: `python -m` puts that folder on sys.path but
+    the `clairo-bench` console script does not, so it is appended here (after installed packages,
+    which it therefore cannot shadow).
+    """
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     method_class = load_class(reference)
     entry = MethodEntry(name=method_class.name, target=reference, origin="--plugin")
     _plugins[entry.name] = entry

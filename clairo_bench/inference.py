@@ -24,7 +24,16 @@ class RankedItem:
     title: str | None
 
 
-def load_trained_method(run_dir: Path, cache_dir: Path) -> tuple[Method, Dataset]:
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished run's method, reloaded with its dataset and the history cap it was trained with."""
+
+    method: Method
+    dataset: Dataset
+    max_history_items: int
+
+
+def load_trained_method(run_dir: Path, cache_dir: Path) -> TrainedRun:
     """Rebuild the method of a finished run from its recorded config and saved model."""
     from clairo_bench.data.catalog import load_dataset
     from clairo_bench.data.split import SplitSettings, load_or_build_split
@@ -55,15 +64,16 @@ def load_trained_method(run_dir: Path, cache_dir: Path) -> tuple[Method, Dataset
     split = load_or_build_split(dataset, split_settings, cache_dir)
     method = method_class(method_config)
     method.load(run_dir / "model", dataset, split)
-    return method, dataset
+    return TrainedRun(method, dataset, split_settings.max_history_items)
 
 
 def parse_history(tokens: list[str], dataset: Dataset) -> np.ndarray:
     """Map item identifiers (ASINs, or item indices written as #N) to item indices."""
     index = dataset.item_index()
     items = []
-    for token in tokens:
-        token = token.strip()
+    for token in (token.strip() for token in tokens):
+        if not token:  # "A,,B" or a trailing comma
+            continue
         if token.startswith("#") and token[1:].isdigit() and int(token[1:]) < dataset.n_items:
             items.append(int(token[1:]))
         elif token in index:
@@ -74,17 +84,33 @@ def parse_history(tokens: list[str], dataset: Dataset) -> np.ndarray:
                 f"{dataset.item_ids[0]} or item indices such as #0."
             )
     if not items:
-        raise DataError("The history is empty; give at least one item.")
+        raise DataError(
+            "The history is empty; give at least one item, for example "
+            f"--history {dataset.item_ids[0]} or --history #0."
+        )
     return np.asarray(items, dtype=np.int64)
 
 
-def recommend_for_history(method: Method, dataset: Dataset, history: np.ndarray, k: int) -> list[RankedItem]:
-    """Rank the top-k items for one history with a trained method."""
-    output = method.recommend([history], k)
+def recommend_for_history(
+    method: Method, dataset: Dataset, history: np.ndarray, k: int,
+    max_history_items: int | None = None, exclude_history: bool = False,
+) -> list[RankedItem]:
+    """Rank the top-k items for one history (oldest first) with a trained method.
+
+    Args:
+        max_history_items: keep only this many most recent items, as the run's split did for
+            training and evaluation; None passes the whole history.
+        exclude_history: leave out every item of the (whole) history from the ranking.
+    """
+    model_input = history if max_history_items is None else history[-max_history_items:]
+    seen = set(history.tolist()) if exclude_history else set()
+    # Ask for enough items that k remain after the history is removed.
+    output = method.recommend([model_input], k + len(seen))
     if output.scores is not None:
-        order = np.argsort(-output.scores[0], kind="stable")[:k]
+        ranking = np.argsort(-output.scores[0], kind="stable").tolist()
     else:
-        order = [item for item in output.items[0].tolist() if 0 <= item < dataset.n_items][:k]
+        ranking = [item for item in output.items[0].tolist() if 0 <= item < dataset.n_items]
+    order = [item for item in ranking if item not in seen][:k]
     titles = dataset.item_meta
     return [
         RankedItem(

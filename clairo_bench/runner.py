@@ -120,7 +120,7 @@ def typed_values(config_class: type, values: Mapping[str, str], owner: str) -> d
 
 @dataclass
 class JobOutcome:
-    """Result of one job, with status "finished", "skipped" (already finished) or "failed"."""
+    """Result of one job: "finished", "skipped" (finished earlier), "failed" or "interrupted"."""
 
     job: Job
     status: str
@@ -427,38 +427,75 @@ def run_jobs(
     A job that fails is recorded and reported; the other jobs still run.
     """
     outcomes: list[JobOutcome] = []
+
+    def record(outcome: JobOutcome) -> None:
+        outcomes.append(outcome)
+        if on_outcome:
+            on_outcome(outcome)
+
     if not isolate:
-        for job in jobs:
-            outcome = execute_job(job, runs_dir, cache_dir, device)
-            outcomes.append(outcome)
-            if on_outcome:
-                on_outcome(outcome)
+        for index, job in enumerate(jobs):
+            try:
+                record(execute_job(job, runs_dir, cache_dir, device))
+            except KeyboardInterrupt:
+                stopped = [_interrupted(j, runs_dir) for j in jobs[index:]]
+                raise RunInterrupted(outcomes + stopped) from None
         return outcomes
     # One fresh process per job: a job that crashes or is killed (out of memory, a signal) takes
     # only itself down, and ru_maxrss then measures that job alone.
     context = multiprocessing.get_context("spawn")
     pending = list(jobs)
     running: dict[Any, Job] = {}
-    while pending or running:
-        while pending and len(running) < max(1, workers):
-            job = pending.pop(0)
-            process = context.Process(
-                target=_job_process,
-                args=(job, runs_dir, cache_dir, device, logging.getLogger().level,
-                      threads_per_job(workers)),
-                name=f"clairo-bench job {job.method} seed {job.seed}",
-            )
-            process.start()
-            running[process] = job
-        finished = multiprocessing.connection.wait([p.sentinel for p in running], timeout=1.0)
-        for process in [p for p in running if p.sentinel in finished]:
-            job = running.pop(process)
-            process.join()
-            outcome = _outcome_from_run_dir(job, runs_dir, process.exitcode)
-            outcomes.append(outcome)
-            if on_outcome:
-                on_outcome(outcome)
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, workers):
+                job = pending.pop(0)
+                if (job.run_dir(runs_dir) / "summary.json").exists():
+                    # A finished job needs no process: spawning one costs seconds of imports.
+                    record(_outcome_from_run_dir(job, runs_dir, 0, skipped=True))
+                    continue
+                process = context.Process(
+                    target=_job_process,
+                    args=(job, runs_dir, cache_dir, device, logging.getLogger().level,
+                          threads_per_job(workers)),
+                    name=f"clairo-bench job {job.method} seed {job.seed}",
+                )
+                process.start()
+                running[process] = job
+            if not running:
+                continue
+            finished = multiprocessing.connection.wait([p.sentinel for p in running], timeout=1.0)
+            for process in [p for p in running if p.sentinel in finished]:
+                job = running.pop(process)
+                process.join()
+                record(_outcome_from_run_dir(job, runs_dir, process.exitcode))
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the job processes too (same process group); each stops at once and
+        # keeps its last checkpoint. Wait for them so that no process outlives the command.
+        for process in running:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        stopped = [_interrupted(job, runs_dir) for job in list(running.values()) + pending]
+        raise RunInterrupted(outcomes + stopped) from None
     return outcomes
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C stopped `run_jobs`; `outcomes` lists the jobs that ended and those that were stopped."""
+
+    def __init__(self, outcomes: list[JobOutcome]):
+        super().__init__("interrupted")
+        self.outcomes = outcomes
+
+
+def _interrupted(job: Job, runs_dir: Path) -> JobOutcome:
+    run_dir = job.run_dir(runs_dir)
+    if (run_dir / "summary.json").exists():  # it finished just before the signal arrived
+        return _outcome_from_run_dir(job, runs_dir, 0)
+    return JobOutcome(job, "interrupted", run_dir,
+                      error="interrupted; rerun the same command to resume from the last checkpoint")
 
 
 def threads_per_job(workers: int) -> int | None:
@@ -481,18 +518,23 @@ def _job_process(job: Job, runs_dir: Path, cache_dir: Path, device: str, level: 
         import torch
 
         torch.set_num_threads(threads)
-    outcome = execute_job(job, runs_dir, cache_dir, device)
+    try:
+        outcome = execute_job(job, runs_dir, cache_dir, device)
+    except KeyboardInterrupt:
+        # The parent reports the interruption; a traceback per job would bury that report.
+        raise SystemExit(130) from None
     if outcome.status == "skipped":
         atomic_write_text(job.run_dir(runs_dir) / ".skipped", "")
 
 
-def _outcome_from_run_dir(job: Job, runs_dir: Path, exitcode: int | None) -> JobOutcome:
+def _outcome_from_run_dir(job: Job, runs_dir: Path, exitcode: int | None,
+                          skipped: bool = False) -> JobOutcome:
     """Read what a job process left behind; a process that died early left neither file."""
     run_dir = job.run_dir(runs_dir)
     skipped_marker = run_dir / ".skipped"
     if (run_dir / "summary.json").exists():
         summary = json.loads((run_dir / "summary.json").read_text())
-        status = "skipped" if skipped_marker.exists() else "finished"
+        status = "skipped" if skipped or skipped_marker.exists() else "finished"
         skipped_marker.unlink(missing_ok=True)
         return JobOutcome(job, status, run_dir, summary)
     if (run_dir / "error.json").exists() and exitcode == 0:

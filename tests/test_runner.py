@@ -116,6 +116,45 @@ def test_killed_run_resumes_without_redoing_work(tiny_datasets_dir, tmp_path):
     assert summary["logged_epoch_seconds"] >= 4.0
 
 
+def test_ctrl_c_reports_finished_and_stopped_jobs_without_traceback(tiny_datasets_dir, tmp_path):
+    arguments = ["run", "--methods", "pop,slow-epochs", "--dataset", "tiny", "--profile", "smoke",
+                 "--plugin", f"{PLUGINS}:SlowEpochs", "--set", "slow-epochs.max_epochs=50",
+                 "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
+    process = subprocess.Popen([*CLI, *arguments], cwd=tmp_path, start_new_session=True, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "COLUMNS": "250"})
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        logs = list((tmp_path / "runs").glob("tiny/slow-epochs/*/train_log.jsonl"))
+        if logs and logs[0].read_text().strip():
+            break
+        time.sleep(0.2)
+    # A terminal's Ctrl-C sends SIGINT to the whole foreground process group.
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert "Interrupted." in stdout
+    rows = {line.split()[1]: line for line in stdout.splitlines() if line.count("│") > 3}
+    assert "finished" in rows["pop"]
+    assert "interrupted" in rows["slow-epochs"]
+    assert not any((tmp_path / "runs").glob("tiny/slow-epochs/*/summary.json"))
+
+
+def test_finished_job_is_skipped_without_a_process(tiny_datasets_dir, tmp_path, monkeypatch):
+    job = Job("pop", "tiny", seed=0, profile="smoke")
+    run_jobs([job], tmp_path / "runs", tmp_path / "cache", isolate=False)
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a finished job must not start a process")
+
+    monkeypatch.setattr(runner.multiprocessing, "get_context", lambda method: type(
+        "Context", (), {"Process": staticmethod(no_process)})())
+    [outcome] = run_jobs([job], tmp_path / "runs", tmp_path / "cache", isolate=True)
+    assert outcome.status == "skipped"
+    assert outcome.summary["test"]["ndcg@10"] >= 0
+
+
 def test_unknown_method_lists_available():
     with pytest.raises(UnknownMethodError, match="Available: .*pop.*sasrec"):
         get_method_class("no-such-method")
@@ -126,11 +165,36 @@ def test_unknown_setting_lists_available():
         get_method_class("pop").resolve_config("smoke", {"learning_rate": "0.1"})
 
 
+def test_unprefixed_set_key_with_a_typo_names_the_close_setting():
+    from clairo_bench.cli.runs import _check_overrides
+
+    with pytest.raises(ConfigError, match="Did you mean max_epochs\\? Settings of sasrec, pop: .*patience"):
+        _check_overrides(["max_epoch=5"], ["sasrec", "pop"])
+    _check_overrides(["max_epochs=5", "split.max_history_items=10"], ["sasrec", "pop"])
+
+
 def test_cli_rejects_unknown_set_key(tiny_datasets_dir, tmp_path):
     result = cli("run", "--methods", "pop", "--dataset", "tiny", "--set", "pop.lr=1",
                  "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert result.returncode == 2
     assert "pop has no setting 'lr'" in result.stdout
+
+
+def test_plugin_module_in_current_folder_is_found(tmp_path, monkeypatch):
+    (tmp_path / "my_local_method.py").write_text(
+        "from clairo_bench.methods.pop import Pop\n\n\n"
+        "class LocalPop(Pop):\n    name = 'local-pop'\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    # The console script's sys.path holds neither "" nor the current folder.
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    from clairo_bench.methods import registry
+
+    monkeypatch.setattr(registry, "_plugins", dict(registry._plugins))  # forget it afterwards
+    assert registry.register_plugin("my_local_method:LocalPop") == "local-pop"
+    assert get_method_class("local-pop").__module__ == "my_local_method"
+    assert sys.path[-1] == str(tmp_path)
 
 
 def test_plugin_distribution_runs_through_cli(tiny_datasets_dir, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -16,7 +17,7 @@ from clairo_bench.data.catalog import load_dataset
 from clairo_bench.data.dataset import DataError
 from clairo_bench.methods.base import PROFILES, ConfigError
 from clairo_bench.methods.registry import UnknownMethodError, get_method_class, register_plugin
-from clairo_bench.runner import expand_jobs, run_jobs
+from clairo_bench.runner import RunInterrupted, expand_jobs, run_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,13 @@ def _check_overrides(overrides: list[str], methods: list[str]) -> None:
                     f"Available: {', '.join(sorted(fields[scope]))}."
                 )
         elif not any(key in f for f in fields.values()):
+            known = sorted(set().union(*fields.values()))
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f"Did you mean {' or '.join(close)}? " if close else ""
             raise ConfigError(
-                f"--set {item!r}: no method in --methods has a setting {key!r}; "
-                "prefix split. or eval. for split and evaluation settings."
+                f"--set {item!r}: no method in --methods has a setting {key!r}. {hint}"
+                f"Settings of {', '.join(fields)}: {', '.join(known)}. "
+                "Prefix split. or eval. for split and evaluation settings."
             )
 
 
@@ -105,18 +110,36 @@ def run(
     except (DataError, ConfigError) as error:
         console.print(f"[red]Error:[/red] {error}")
         raise typer.Exit(2)
+    interrupted = False
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"Jobs on {dataset} ({profile})", total=len(jobs))
-        outcomes = run_jobs(jobs, runs_dir, cache_dir, device=device, workers=workers,
-                            on_outcome=lambda outcome: progress.advance(task))
+        try:
+            outcomes = run_jobs(jobs, runs_dir, cache_dir, device=device, workers=workers,
+                                on_outcome=lambda outcome: progress.advance(task))
+        except RunInterrupted as stop:
+            outcomes, interrupted = stop.outcomes, True
+    _print_outcomes(console, outcomes)
+    if interrupted:
+        console.print("[yellow]Interrupted.[/yellow] Finished runs are kept; rerun the same command "
+                      "to skip them and resume the others from their last checkpoints.")
+        raise typer.Exit(130)
+    if any(outcome.status == "failed" for outcome in outcomes):
+        raise typer.Exit(1)
 
+
+def _print_outcomes(console: Console, outcomes) -> None:
+    """Print one row per job, then CLAIRO's vocabulary shares for the runs that recorded them."""
     if not console.is_terminal:
         console.width = max(console.width, 200)  # a log file has no terminal width to fit
     table = Table("method", "seed", "status", *REPORTED_METRICS, "wall time (s)", "peak memory (MiB)", "run directory")
     for outcome in sorted(outcomes, key=lambda o: (o.job.method, o.job.seed)):
         test = outcome.summary.get("test", {})
-        status = outcome.status if outcome.status != "failed" else f"[red]failed[/red]: {outcome.error}"
+        status = outcome.status
+        if outcome.status == "failed":
+            status = f"[red]failed[/red]: {outcome.error}"
+        elif outcome.status == "interrupted":
+            status = "[yellow]interrupted[/yellow]"
         table.add_row(
             outcome.job.method, str(outcome.job.seed), status,
             *[f"{test[m]:.4f}" if m in test else "-" for m in REPORTED_METRICS],
@@ -129,8 +152,6 @@ def run(
         line = vocabulary_modality_line(outcome.run_dir)
         if line:
             console.print(f"{outcome.job.method} seed {outcome.job.seed}: {line}")
-    if any(outcome.status == "failed" for outcome in outcomes):
-        raise typer.Exit(1)
 
 
 def vocabulary_modality_line(run_dir: Path) -> str | None:
@@ -157,22 +178,32 @@ def recommend(
     run_dir: Path = typer.Option(..., "--run", help="A finished run directory (see `run`)."),
     history: str = typer.Option(..., "--history", help="Comma-separated items, oldest first: ASINs or #INDEX."),
     k: int = typer.Option(10, "--k", help="Number of items to list."),
+    exclude_history: bool = typer.Option(False, "--exclude-history",
+                                         help="Leave the items of HISTORY out of the list."),
     cache_dir: Path = typer.Option(Path(".cache"), "--cache-dir", help="Folder for cached splits and features."),
 ) -> None:
-    """Print the top-K items that a trained run recommends after HISTORY."""
+    """Print the top-K items that a trained run recommends after HISTORY.
+
+    Like the run's evaluation, the method sees only the most recent split.max_history_items items.
+    """
     from clairo_bench.inference import load_trained_method, parse_history, recommend_for_history
 
     console = Console()
     if k < 1:
         raise typer.BadParameter(f"--k must be at least 1, got {k}.")
     try:
-        method, dataset = load_trained_method(run_dir, cache_dir)
-        items = parse_history(history.split(","), dataset)
+        trained = load_trained_method(run_dir, cache_dir)
+        items = parse_history(history.split(","), trained.dataset)
     except (FileNotFoundError, DataError, ConfigError, NotImplementedError, UnknownMethodError) as error:
         console.print(f"[red]Error:[/red] {error}")
         raise typer.Exit(2)
-    table = Table("rank", "item index", "item id", "title", title=f"{method.name} on {dataset.name}")
-    for item in recommend_for_history(method, dataset, items, k):
+    dataset = trained.dataset
+    if len(items) > trained.max_history_items:
+        console.print(f"The run was trained on histories of at most {trained.max_history_items} items; "
+                      f"the first {len(items) - trained.max_history_items} of the {len(items)} given are not used.")
+    table = Table("rank", "item index", "item id", "title", title=f"{trained.method.name} on {dataset.name}")
+    for item in recommend_for_history(trained.method, dataset, items, k, trained.max_history_items,
+                                      exclude_history):
         table.add_row(str(item.rank), str(item.item_index), item.item_id, item.title or "")
     console.print(table)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class RankedItem:
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """A finished run's method, reloaded with its dataset and the history cap it was trained with."""
+    """A finished run's method, reloaded with its dataset and its split's history cap."""
 
     method: Method
     dataset: Dataset
@@ -74,7 +75,7 @@ def parse_history(tokens: list[str], dataset: Dataset) -> np.ndarray:
     for token in (token.strip() for token in tokens):
         if not token:  # "A,,B" or a trailing comma
             continue
-        if token.startswith("#") and token[1:].isdigit() and int(token[1:]) < dataset.n_items:
+        if re.fullmatch(r"#[0-9]+", token) and int(token[1:]) < dataset.n_items:
             items.append(int(token[1:]))
         elif token in index:
             items.append(index[token])

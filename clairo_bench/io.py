@@ -31,7 +31,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def _current_umask() -> int:
-    # os.umask can only be read by setting it; the process is single-threaded when files are written.
+    # Linux shows the mask in /proc without changing it. Elsewhere os.umask must set it to read
+    # it, which for a moment affects files that other threads create (images are written from a
+    # thread pool).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -30,8 +30,10 @@ import os
 import platform
 import random
 import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import typing
@@ -422,9 +424,11 @@ def run_jobs(
     isolate: bool = True,
     on_outcome=None,
 ) -> list[JobOutcome]:
-    """Run jobs independently; with `isolate`, each in a fresh process (peak memory per job).
+    """Run jobs independently; with `isolate`, each unfinished one in a fresh process.
 
-    A job that fails is recorded and reported; the other jobs still run.
+    A job that fails is recorded and reported; the other jobs still run. Ctrl-C (SIGINT) stops
+    the running jobs at their next Python instruction, keeps their checkpoints, and raises
+    `RunInterrupted` with one outcome per job.
     """
     outcomes: list[JobOutcome] = []
 
@@ -434,21 +438,23 @@ def run_jobs(
             on_outcome(outcome)
 
     if not isolate:
-        for index, job in enumerate(jobs):
-            try:
+        try:
+            for job in jobs:
                 record(execute_job(job, runs_dir, cache_dir, device))
-            except KeyboardInterrupt:
-                stopped = [_interrupted(j, runs_dir) for j in jobs[index:]]
-                raise RunInterrupted(outcomes + stopped) from None
+        except KeyboardInterrupt:
+            current, queued = jobs[len(outcomes):len(outcomes) + 1], jobs[len(outcomes) + 1:]
+            stopped = ([_interrupted(job, runs_dir) for job in current]
+                       + [_interrupted(job, runs_dir, started=False) for job in queued])
+            raise RunInterrupted(outcomes + stopped) from None
         return outcomes
     # One fresh process per job: a job that crashes or is killed (out of memory, a signal) takes
     # only itself down, and ru_maxrss then measures that job alone.
     context = multiprocessing.get_context("spawn")
     pending = list(jobs)
     running: dict[Any, Job] = {}
-    try:
-        while pending or running:
-            while pending and len(running) < max(1, workers):
+    with _StopRequests() as stop:
+        while (pending and not stop.requested) or running:
+            while pending and not stop.requested and len(running) < max(1, workers):
                 job = pending.pop(0)
                 if (job.run_dir(runs_dir) / "summary.json").exists():
                     # A finished job needs no process: spawning one costs seconds of imports.
@@ -462,23 +468,20 @@ def run_jobs(
                 )
                 process.start()
                 running[process] = job
+            if stop.requested:
+                stop.forward(running)
             if not running:
                 continue
             finished = multiprocessing.connection.wait([p.sentinel for p in running], timeout=1.0)
             for process in [p for p in running if p.sentinel in finished]:
                 job = running.pop(process)
                 process.join()
-                record(_outcome_from_run_dir(job, runs_dir, process.exitcode))
-    except KeyboardInterrupt:
-        # Ctrl-C reaches the job processes too (same process group); each stops at once and
-        # keeps its last checkpoint. Wait for them so that no process outlives the command.
-        for process in running:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.terminate()
-                process.join()
-        stopped = [_interrupted(job, runs_dir) for job in list(running.values()) + pending]
-        raise RunInterrupted(outcomes + stopped) from None
+                if stop.requested and not (job.run_dir(runs_dir) / "summary.json").exists():
+                    record(_interrupted(job, runs_dir))
+                else:
+                    record(_outcome_from_run_dir(job, runs_dir, process.exitcode))
+    if stop.requested:
+        raise RunInterrupted(outcomes + [_interrupted(job, runs_dir, started=False) for job in pending])
     return outcomes
 
 
@@ -490,10 +493,60 @@ class RunInterrupted(Exception):
         self.outcomes = outcomes
 
 
-def _interrupted(job: Job, runs_dir: Path) -> JobOutcome:
+class _StopRequests:
+    """Turn SIGINT in the parent into a flag that the scheduling loop reads once a second.
+
+    A flag rather than KeyboardInterrupt: the exception could land between starting a process and
+    recording it, losing the job from the report. Job processes ignore SIGINT, which a terminal
+    sends to the whole process group, and stop on the SIGTERM that `forward` sends. A second
+    Ctrl-C, or `KILL_AFTER_S` seconds without an exit, kills them. Outside the main thread signal handlers cannot be
+    set, and SIGINT keeps its default behaviour.
+    """
+
+    KILL_AFTER_S = 60.0
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._terminated_at: float | None = None
+        self._previous = None
+
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._request)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _request(self, signum, frame) -> None:
+        self.count += 1
+        if self.count == 1:
+            logger.warning("Stopping: running jobs exit now and keep their last checkpoints; rerun "
+                           "the same command to resume them. Press Ctrl-C again to kill them at once.")
+
+    def forward(self, running: Mapping[Any, Job]) -> None:
+        """Ask every running job process to stop; kill those that have not after a grace period."""
+        now = time.monotonic()
+        if self._terminated_at is None:
+            self._terminated_at = now
+            for process in running:
+                process.terminate()
+        elif self.count > 1 or now - self._terminated_at > self.KILL_AFTER_S:
+            for process in running:
+                if process.is_alive():
+                    process.kill()
+
+
+def _interrupted(job: Job, runs_dir: Path, started: bool = True) -> JobOutcome:
+    """Outcome of a job that the stop reached; `started` is False for jobs still queued."""
     run_dir = job.run_dir(runs_dir)
-    if (run_dir / "summary.json").exists():  # it finished just before the signal arrived
-        return _outcome_from_run_dir(job, runs_dir, 0)
+    if (run_dir / "summary.json").exists():  # finished just before the signal, or in an earlier run
+        return _outcome_from_run_dir(job, runs_dir, 0, skipped=not started)
     return JobOutcome(job, "interrupted", run_dir,
                       error="interrupted; rerun the same command to resume from the last checkpoint")
 
@@ -513,18 +566,27 @@ def threads_per_job(workers: int) -> int | None:
 
 def _job_process(job: Job, runs_dir: Path, cache_dir: Path, device: str, level: int,
                  threads: int | None = None) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", force=True)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    # The parent decides when to stop (see _StopRequests): Ctrl-C reaches it, and it sends
+    # SIGTERM, which unwinds this process like KeyboardInterrupt so that temporary files go away.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", force=True)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         outcome = execute_job(job, runs_dir, cache_dir, device)
     except KeyboardInterrupt:
         # The parent reports the interruption; a traceback per job would bury that report.
         raise SystemExit(130) from None
     if outcome.status == "skipped":
         atomic_write_text(job.run_dir(runs_dir) / ".skipped", "")
+
+
+def _raise_interrupt(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one unwinding is enough
+    raise KeyboardInterrupt
 
 
 def _outcome_from_run_dir(job: Job, runs_dir: Path, exitcode: int | None,

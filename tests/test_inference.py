@@ -22,7 +22,7 @@ def pop_run(tiny_datasets_dir, tmp_path):
     return outcome.run_dir, tmp_path / "cache"
 
 
-def test_pop_run_ranks_by_training_counts_and_can_skip_the_history(pop_run):
+def test_pop_ranking_excludes_history(pop_run):
     run_dir, cache_dir = pop_run
     trained = load_trained_method(run_dir, cache_dir)
     counts = np.load(run_dir / "train_item_counts.npy")
@@ -50,7 +50,7 @@ class _RecordsHistories:
         return Recommendations(items=np.array([[3, -1, 99, 4]]))
 
 
-def test_history_is_capped_like_the_split_and_invalid_items_are_dropped(tiny_datasets_dir):
+def test_history_capped_invalid_dropped(tiny_datasets_dir):
     dataset = load_dataset("tiny")
     method = _RecordsHistories()
     ranked = recommend_for_history(method, dataset, np.arange(10), k=3, max_history_items=4)
@@ -59,7 +59,7 @@ def test_history_is_capped_like_the_split_and_invalid_items_are_dropped(tiny_dat
     assert [item.item_index for item in ranked] == [3, 4]
 
 
-def test_blank_entries_are_ignored_and_an_empty_history_is_refused(tiny_datasets_dir):
+def test_parse_history_blank_and_empty(tiny_datasets_dir):
     dataset = load_dataset("tiny")
     assert parse_history([" I0001", "", "#2 "], dataset).tolist() == [1, 2]
     with pytest.raises(DataError, match="The history is empty"):
@@ -68,7 +68,7 @@ def test_blank_entries_are_ignored_and_an_empty_history_is_refused(tiny_datasets
         parse_history(["I9999"], dataset)
 
 
-def test_cli_prints_the_ranking_and_rejects_an_empty_history(pop_run):
+def test_cli_ranking_and_empty_history(pop_run):
     run_dir, cache_dir = pop_run
     runner = CliRunner()
     base = ["recommend", "--run", str(run_dir), "--cache-dir", str(cache_dir)]
@@ -81,3 +81,20 @@ def test_cli_prints_the_ranking_and_rejects_an_empty_history(pop_run):
     rows = [line for line in listed.output.splitlines() if line.count("│") >= 4]
     assert len(rows) == 3
     assert not any(" I0001 " in row or " I0002 " in row for row in rows)
+
+
+def test_cli_short_list_and_brackets(pop_run):
+    run_dir, cache_dir = pop_run
+    runner = CliRunner()
+    base = ["recommend", "--run", str(run_dir), "--cache-dir", str(cache_dir)]
+    everything = ",".join(f"I{index:04d}" for index in range(24))
+    result = runner.invoke(app, [*base, "--history", everything, "--exclude-history"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # undo the console's line wrapping
+    assert "the first 4 of the 24 given do not inform the ranking" in text
+    assert "0 of the 10 items asked for: the catalogue holds 24 items, 24 of them in the history" in text
+    odd = runner.invoke(app, [*base, "--history", "B00[/x]"])
+    assert odd.exit_code == 2
+    assert "'B00[/x]' is not in dataset" in " ".join(odd.output.split())
+    superscript = runner.invoke(app, [*base, "--history", "#²"])
+    assert superscript.exit_code == 2

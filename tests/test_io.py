@@ -19,7 +19,7 @@ def test_new_file_gets_the_mode_the_umask_allows(tmp_path):
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o640
 
 
-def test_failed_block_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+def test_failed_write_keeps_old_file(tmp_path):
     target = tmp_path / "summary.json"
     atomic_write_json(target, {"a": 1})
     with pytest.raises(RuntimeError):

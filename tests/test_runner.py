@@ -116,8 +116,9 @@ def test_killed_run_resumes_without_redoing_work(tiny_datasets_dir, tmp_path):
     assert summary["logged_epoch_seconds"] >= 4.0
 
 
-def test_ctrl_c_reports_finished_and_stopped_jobs_without_traceback(tiny_datasets_dir, tmp_path):
-    arguments = ["run", "--methods", "pop,slow-epochs", "--dataset", "tiny", "--profile", "smoke",
+@pytest.mark.parametrize("to_group", [True, False], ids=["terminal-ctrl-c", "parent-only"])
+def test_ctrl_c_prints_table_and_exits_130(tiny_datasets_dir, tmp_path, to_group):
+    arguments = ["run", "--methods", "pop,slow-epochs,sasrec", "--dataset", "tiny", "--profile", "smoke",
                  "--plugin", f"{PLUGINS}:SlowEpochs", "--set", "slow-epochs.max_epochs=50",
                  "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
     process = subprocess.Popen([*CLI, *arguments], cwd=tmp_path, start_new_session=True, text=True,
@@ -129,16 +130,33 @@ def test_ctrl_c_reports_finished_and_stopped_jobs_without_traceback(tiny_dataset
         if logs and logs[0].read_text().strip():
             break
         time.sleep(0.2)
-    # A terminal's Ctrl-C sends SIGINT to the whole foreground process group.
-    os.killpg(process.pid, signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    # A terminal's Ctrl-C sends SIGINT to the whole foreground process group; `kill -INT PID`
+    # reaches the parent only, which must then stop the job process itself.
+    if to_group:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        os.kill(process.pid, signal.SIGINT)
+    # 50 epochs of one second: a job that kept running would finish and write summary.json.
+    stdout, stderr = process.communicate(timeout=45)
     assert process.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr, stderr[-3000:]
     assert "Interrupted." in stdout
     rows = {line.split()[1]: line for line in stdout.splitlines() if line.count("│") > 3}
     assert "finished" in rows["pop"]
     assert "interrupted" in rows["slow-epochs"]
+    assert "interrupted" in rows["sasrec"]  # queued, never started
     assert not any((tmp_path / "runs").glob("tiny/slow-epochs/*/summary.json"))
+    assert not list((tmp_path / "runs").rglob("*.tmp"))
+
+
+def test_stopped_run_lists_queued_finished_job_as_skipped(tiny_datasets_dir, tmp_path):
+    done = Job("pop", "tiny", seed=0, profile="smoke")
+    run_jobs([done], tmp_path / "runs", tmp_path / "cache", isolate=False)
+    queued = runner._interrupted(done, tmp_path / "runs", started=False)
+    never_run = runner._interrupted(Job("pop", "tiny", seed=1, profile="smoke"), tmp_path / "runs",
+                                    started=False)
+    assert queued.status == "skipped"
+    assert never_run.status == "interrupted"
 
 
 def test_finished_job_is_skipped_without_a_process(tiny_datasets_dir, tmp_path, monkeypatch):
@@ -165,11 +183,15 @@ def test_unknown_setting_lists_available():
         get_method_class("pop").resolve_config("smoke", {"learning_rate": "0.1"})
 
 
-def test_unprefixed_set_key_with_a_typo_names_the_close_setting():
+def test_unknown_set_key_suggests_setting():
     from clairo_bench.cli.runs import _check_overrides
 
-    with pytest.raises(ConfigError, match="Did you mean max_epochs\\? Settings of sasrec, pop: .*patience"):
+    with pytest.raises(ConfigError, match="Did you mean max_epochs\\?$"):
         _check_overrides(["max_epoch=5"], ["sasrec", "pop"])
+    with pytest.raises(ConfigError, match="Did you mean split.max_history_items( or |\\?$)"):
+        _check_overrides(["max_histroy_items=5"], ["pop"])
+    with pytest.raises(ConfigError, match="Settings per method: sasrec: .*patience.*; pop: "):
+        _check_overrides(["zzz=5"], ["sasrec", "pop"])
     _check_overrides(["max_epochs=5", "split.max_history_items=10"], ["sasrec", "pop"])
 
 
@@ -187,7 +209,7 @@ def test_plugin_module_in_current_folder_is_found(tmp_path, monkeypatch):
         encoding="utf-8",
     )
     monkeypatch.chdir(tmp_path)
-    # The console script's sys.path holds neither "" nor the current folder.
+    # The console script's sys.path contains neither "" nor the current folder.
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     from clairo_bench.methods import registry
 

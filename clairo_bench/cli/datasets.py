@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -39,7 +40,7 @@ _RAW_DIR_HELP = (
 
 
 def _fail(message: str) -> None:
-    error_console.print(f"[red]Error:[/red] {message}", markup=True, highlight=False)
+    error_console.print("[red]Error:[/red] " + escape(message), markup=True, highlight=False)
     raise typer.Exit(code=1)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -79,7 +80,7 @@ def build(
         try:
             features = build_item_features(dataset, split, settings, cache_dir, progress=report)
         except (MissingWeightsError, DataError, ValueError) as error:
-            console.print(f"[red]Feature build failed:[/red] {error}")
+            console.print("[red]Feature build failed:[/red] " + escape(str(error)))
             raise typer.Exit(code=1) from error
 
     stages = features.provenance.get("stages", [])

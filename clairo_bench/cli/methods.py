@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clairo_bench.methods.registry import UnknownMethodError, available_methods, load_class, register_plugin
@@ -20,7 +21,7 @@ def list_methods(
         for reference in plugin:
             register_plugin(reference)
     except UnknownMethodError as error:
-        Console().print(f"[red]Error:[/red] {error}")
+        Console().print("[red]Error:[/red] " + escape(str(error)))
         raise typer.Exit(2)
     table = Table("name", "origin", "class", "description")
     for entry in sorted(available_methods().values(), key=lambda e: e.name):

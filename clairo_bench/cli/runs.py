@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -53,14 +54,25 @@ def _check_overrides(overrides: list[str], methods: list[str]) -> None:
                     f"Available: {', '.join(sorted(fields[scope]))}."
                 )
         elif not any(key in f for f in fields.values()):
-            known = sorted(set().union(*fields.values()))
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f"Did you mean {' or '.join(close)}? " if close else ""
-            raise ConfigError(
-                f"--set {item!r}: no method in --methods has a setting {key!r}. {hint}"
-                f"Settings of {', '.join(fields)}: {', '.join(known)}. "
-                "Prefix split. or eval. for split and evaluation settings."
-            )
+            raise ConfigError(_unknown_key_message(item, key, fields))
+
+
+def _unknown_key_message(item: str, key: str, fields: dict[str, set[str]]) -> str:
+    """Explain an unprefixed --set key that no method has, naming the likeliest intended key."""
+    from clairo_bench.data.split import SplitSettings
+    from clairo_bench.evaluation import EvalSettings
+
+    candidates = sorted(set().union(*fields.values()))
+    candidates += [f"split.{name}" for name in SplitSettings.__dataclass_fields__]
+    candidates += [f"eval.{name}" for name in EvalSettings.__dataclass_fields__]
+    bare = {candidate.partition(".")[2] or candidate: candidate for candidate in candidates}
+    close = [bare[name] for name in difflib.get_close_matches(key, list(bare), n=3)]
+    message = f"--set {item!r}: no method in --methods has a setting {key!r}."
+    if close:
+        return message + f" Did you mean {' or '.join(close)}?"
+    listing = "; ".join(f"{method}: {', '.join(sorted(names))}" for method, names in fields.items())
+    return (message + f" Settings per method: {listing}. Split and evaluation settings take the "
+            "prefix split. or eval.")
 
 
 def run(
@@ -99,7 +111,7 @@ def run(
             get_method_class(name)
         _check_overrides(overrides, names)
     except (UnknownMethodError, ConfigError) as error:
-        console.print(f"[red]Error:[/red] {error}")
+        console.print("[red]Error:[/red] " + escape(str(error)))
         raise typer.Exit(2)
 
     try:
@@ -108,7 +120,7 @@ def run(
         for job in jobs:
             job.resolved_overrides()  # rejects invalid split., eval. and method values up front
     except (DataError, ConfigError) as error:
-        console.print(f"[red]Error:[/red] {error}")
+        console.print("[red]Error:[/red] " + escape(str(error)))
         raise typer.Exit(2)
     interrupted = False
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -137,7 +149,7 @@ def _print_outcomes(console: Console, outcomes) -> None:
         test = outcome.summary.get("test", {})
         status = outcome.status
         if outcome.status == "failed":
-            status = f"[red]failed[/red]: {outcome.error}"
+            status = "[red]failed[/red]: " + escape(str(outcome.error))
         elif outcome.status == "interrupted":
             status = "[yellow]interrupted[/yellow]"
         table.add_row(
@@ -145,7 +157,7 @@ def _print_outcomes(console: Console, outcomes) -> None:
             *[f"{test[m]:.4f}" if m in test else "-" for m in REPORTED_METRICS],
             f"{outcome.summary['wall_time_s']:.0f}" if "wall_time_s" in outcome.summary else "-",
             f"{outcome.summary['peak_memory_mb']:.0f}" if "peak_memory_mb" in outcome.summary else "-",
-            str(outcome.run_dir),
+            escape(str(outcome.run_dir)),
         )
     console.print(table)
     for outcome in sorted(outcomes, key=lambda o: (o.job.method, o.job.seed)):
@@ -184,7 +196,7 @@ def recommend(
 ) -> None:
     """Print the top-K items that a trained run recommends after HISTORY.
 
-    Like the run's evaluation, the method sees only the most recent split.max_history_items items.
+    As in the run's evaluation, the method receives only the most recent split.max_history_items items.
     """
     from clairo_bench.inference import load_trained_method, parse_history, recommend_for_history
 
@@ -195,17 +207,29 @@ def recommend(
         trained = load_trained_method(run_dir, cache_dir)
         items = parse_history(history.split(","), trained.dataset)
     except (FileNotFoundError, DataError, ConfigError, NotImplementedError, UnknownMethodError) as error:
-        console.print(f"[red]Error:[/red] {error}")
+        console.print("[red]Error:[/red] " + escape(str(error)))
         raise typer.Exit(2)
     dataset = trained.dataset
-    if len(items) > trained.max_history_items:
-        console.print(f"The run was trained on histories of at most {trained.max_history_items} items; "
-                      f"the first {len(items) - trained.max_history_items} of the {len(items)} given are not used.")
+    cap = trained.max_history_items
+    if len(items) > cap:
+        console.print(f"Evaluation gives this run's method the last {cap} items of a history, so the "
+                      f"first {len(items) - cap} of the {len(items)} given do not inform the ranking"
+                      + (" (--exclude-history still leaves them out)." if exclude_history else "."))
+    ranked = recommend_for_history(trained.method, dataset, items, k, cap, exclude_history)
     table = Table("rank", "item index", "item id", "title", title=f"{trained.method.name} on {dataset.name}")
-    for item in recommend_for_history(trained.method, dataset, items, k, trained.max_history_items,
-                                      exclude_history):
-        table.add_row(str(item.rank), str(item.item_index), item.item_id, item.title or "")
+    for item in ranked:
+        table.add_row(str(item.rank), str(item.item_index), escape(item.item_id), escape(item.title or ""))
     console.print(table)
+    if len(ranked) < k:
+        seen = len(set(items.tolist())) if exclude_history else 0
+        if len(ranked) >= dataset.n_items - seen:
+            reason = f"the catalogue holds {dataset.n_items} items"
+            reason += f", {seen} of them in the history" if seen else ""
+        else:
+            reason = ("the method returned fewer valid items (beam search keeps at most num_beams "
+                      "candidates, and some may map to no item)")
+            reason += "; items of the history were left out" if seen else ""
+        console.print(f"{len(ranked)} of the {k} items asked for: {reason}.")
 
 
 def register(app: typer.Typer) -> None:

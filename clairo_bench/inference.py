@@ -46,7 +46,10 @@ def load_trained_method(run_dir: Path, cache_dir: Path) -> TrainedRun:
             f"{config_path} not found; pass a run directory written by `clairo-bench run`."
         )
     if not (run_dir / "summary.json").exists():
-        raise FileNotFoundError(f"Run {run_dir} has not finished (no summary.json); finish it first.")
+        raise FileNotFoundError(
+            f"Run {run_dir} has not finished (no summary.json); rerun the `clairo-bench run` command "
+            "that started it, which resumes it from its last checkpoint."
+        )
     config = json.loads(config_path.read_text())
     job = json.loads((run_dir / "job.json").read_text())
     for reference in job.get("plugins", []):

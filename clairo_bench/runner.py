@@ -122,7 +122,8 @@ def typed_values(config_class: type, values: Mapping[str, str], owner: str) -> d
 
 @dataclass
 class JobOutcome:
-    """Result of one job: "finished", "skipped" (finished earlier), "failed" or "interrupted"."""
+    """Result of one job: "finished", "skipped" (finished earlier), "failed", "interrupted" or
+    "not started" (still queued when the run was interrupted)."""
 
     job: Job
     status: str
@@ -293,6 +294,7 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
         register_plugin(reference)
     method_class = get_method_class(job.method)
     fields = [f for f in method_class.config_class.__dataclass_fields__]
+    logger.info("Starting job %s on %s, seed %d, in %s.", job.method, job.dataset, job.seed, run_dir)
     overrides = split_overrides(job.overrides, job.method, fields)
     eval_settings = build_config(EvalSettings, overrides.evaluation, owner="eval")
     method_config = method_class.resolve_config(job.profile, overrides.method)
@@ -547,6 +549,8 @@ def _interrupted(job: Job, runs_dir: Path, started: bool = True) -> JobOutcome:
     run_dir = job.run_dir(runs_dir)
     if (run_dir / "summary.json").exists():  # finished just before the signal, or in an earlier run
         return _outcome_from_run_dir(job, runs_dir, 0, skipped=not started)
+    if not started:
+        return JobOutcome(job, "not started", run_dir, error="not started before the interruption")
     return JobOutcome(job, "interrupted", run_dir,
                       error="interrupted; rerun the same command to resume from the last checkpoint")
 

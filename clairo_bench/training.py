@@ -133,6 +133,10 @@ def train_with_early_stopping(
         best_weights = state.get("best_model")
         logger.info("Resuming from %s at epoch %d (best so far: epoch %d).",
                     last_path, start_epoch, best_epoch)
+    else:
+        # Checkpoints are written at the end of each epoch, so a job stopped in its first epoch
+        # starts over. This line tells the user that no resume was possible.
+        logger.info("No checkpoint at %s; training starts at epoch 1.", last_path)
 
     epoch = start_epoch - 1
     for epoch in range(start_epoch, settings.max_epochs + 1):

@@ -144,7 +144,7 @@ def test_ctrl_c_prints_table_and_exits_130(tiny_datasets_dir, tmp_path, to_group
     rows = {line.split()[1]: line for line in stdout.splitlines() if line.count("│") > 3}
     assert "finished" in rows["pop"]
     assert "interrupted" in rows["slow-epochs"]
-    assert "interrupted" in rows["sasrec"]  # queued, never started
+    assert "not started" in rows["sasrec"]
     assert not any((tmp_path / "runs").glob("tiny/slow-epochs/*/summary.json"))
     assert not list((tmp_path / "runs").rglob("*.tmp"))
 
@@ -156,7 +156,7 @@ def test_stopped_run_lists_queued_finished_job_as_skipped(tiny_datasets_dir, tmp
     never_run = runner._interrupted(Job("pop", "tiny", seed=1, profile="smoke"), tmp_path / "runs",
                                     started=False)
     assert queued.status == "skipped"
-    assert never_run.status == "interrupted"
+    assert never_run.status == "not started"
 
 
 def test_finished_job_is_skipped_without_a_process(tiny_datasets_dir, tmp_path, monkeypatch):

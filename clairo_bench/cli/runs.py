@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from clairo_bench.data.catalog import load_dataset
 from clairo_bench.data.dataset import DataError
@@ -131,27 +131,31 @@ def run(
                                 on_outcome=lambda outcome: progress.advance(task))
         except RunInterrupted as stop:
             outcomes, interrupted = stop.outcomes, True
-    _print_outcomes(console, outcomes)
+    order = {name: position for position, name in enumerate(names)}
+    _print_outcomes(console, sorted(outcomes, key=lambda o: (order.get(o.job.method, len(order)), o.job.seed)))
     if interrupted:
         console.print("[yellow]Interrupted.[/yellow] Finished runs are kept; rerun the same command "
-                      "to skip them and resume the others from their last checkpoints.")
+                      "to skip them and resume the others from their last checkpoints (written at "
+                      "the end of each epoch, so a job stopped in its first epoch starts over).")
         raise typer.Exit(130)
     if any(outcome.status == "failed" for outcome in outcomes):
         raise typer.Exit(1)
 
 
 def _print_outcomes(console: Console, outcomes) -> None:
-    """Print one row per job, then CLAIRO's vocabulary shares for the runs that recorded them."""
+    """Print one row per job in the given order, then CLAIRO's vocabulary shares for the runs that recorded them."""
     if not console.is_terminal:
         console.width = max(console.width, 200)  # a log file has no terminal width to fit
-    table = Table("method", "seed", "status", *REPORTED_METRICS, "wall time (s)", "peak memory (MiB)", "run directory")
-    for outcome in sorted(outcomes, key=lambda o: (o.job.method, o.job.seed)):
+    headers = ["method", "seed", "status", *REPORTED_METRICS, "wall time (s)", "peak memory (MiB)", "run directory"]
+    # Fold long cells instead of cutting them: the run directory is what `recommend --run` needs.
+    table = Table(*[Column(header, overflow="fold") for header in headers])
+    for outcome in outcomes:
         test = outcome.summary.get("test", {})
         status = outcome.status
         if outcome.status == "failed":
             status = "[red]failed[/red]: " + escape(str(outcome.error))
-        elif outcome.status == "interrupted":
-            status = "[yellow]interrupted[/yellow]"
+        elif outcome.status in ("interrupted", "not started"):
+            status = f"[yellow]{outcome.status}[/yellow]"
         table.add_row(
             outcome.job.method, str(outcome.job.seed), status,
             *[f"{test[m]:.4f}" if m in test else "-" for m in REPORTED_METRICS],
@@ -160,7 +164,7 @@ def _print_outcomes(console: Console, outcomes) -> None:
             escape(str(outcome.run_dir)),
         )
     console.print(table)
-    for outcome in sorted(outcomes, key=lambda o: (o.job.method, o.job.seed)):
+    for outcome in outcomes:
         line = vocabulary_modality_line(outcome.run_dir)
         if line:
             console.print(f"{outcome.job.method} seed {outcome.job.seed}: {line}")

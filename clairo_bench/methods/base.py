@@ -165,7 +165,10 @@ class Method(abc.ABC):
 
     def load(self, directory: Path, dataset: Dataset, split: Split) -> None:
         """Restore a method stored by `save`. Optional."""
-        raise NotImplementedError(f"Method {self.name!r} cannot be loaded from a run.")
+        raise NotImplementedError(
+            f"Method {self.name!r} cannot be loaded from a run: it implements no save(directory) "
+            "and load(directory, dataset, split); see docs/adding-a-method.md."
+        )
 
 
 def read_saved_description(directory: Path, method_name: str, version: int) -> dict[str, Any]:

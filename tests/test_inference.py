@@ -81,6 +81,7 @@ def test_cli_ranking_and_empty_history(pop_run):
     rows = [line for line in listed.output.splitlines() if line.count("│") >= 4]
     assert len(rows) == 3
     assert not any(" I0001 " in row or " I0002 " in row for row in rows)
+    assert "Dataset tiny has no titles for these items" in " ".join(listed.output.split())
 
 
 def test_cli_short_list_and_brackets(pop_run):

@@ -91,8 +91,8 @@ def run(
 ) -> None:
     """Train and evaluate each (method, seed) on DATASET as an independent, resumable job.
 
-    Finished jobs are skipped; an interrupted job resumes from its last checkpoint; a failing job
-    is reported and the others go on.
+    Finished jobs are skipped. An interrupted job resumes from its last checkpoint. A failing
+    job is reported, and the others go on.
     """
     console = Console()
     if profile not in PROFILES:
@@ -224,6 +224,8 @@ def recommend(
     for item in ranked:
         table.add_row(str(item.rank), str(item.item_index), escape(item.item_id), escape(item.title or ""))
     console.print(table)
+    if ranked and all(not item.title for item in ranked):
+        console.print(f"Dataset {dataset.name} has no titles for these items (its metadata has none).")
     if len(ranked) < k:
         seen = len(set(items.tolist())) if exclude_history else 0
         if len(ranked) >= dataset.n_items - seen:

@@ -248,7 +248,7 @@ def collect_runs(runs_dir: Path, dataset: str, profile: str | None = None) -> Ru
     if not selection.runs:
         raise ReportError(
             f"Dataset {dataset!r} has no finished run of profile {selection.profile!r} in {runs_dir}; "
-            f"{len(selection.missing)} runs failed or are incomplete."
+            f"{len(selection.missing)} failed or incomplete run(s) found."
         )
     check_comparable(selection.runs)
     return selection

@@ -84,8 +84,9 @@ def parse_history(tokens: list[str], dataset: Dataset) -> np.ndarray:
             items.append(index[token])
         else:
             raise DataError(
-                f"Item {token!r} is not in dataset {dataset.name!r}; give ASINs such as "
-                f"{dataset.item_ids[0]} or item indices such as #0."
+                f"Item {token!r} is not in dataset {dataset.name!r}; give identifiers such as "
+                f"{dataset.item_ids[0]} or item indices #0 to #{dataset.n_items - 1}. "
+                f"`clairo-bench datasets items {dataset.name} --search TEXT` lists them."
             )
     if not items:
         raise DataError(

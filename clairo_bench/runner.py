@@ -366,8 +366,13 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
         dataclasses.replace(eval_settings, ks=tuple(sorted(set(eval_settings.ks) | {10})))
     )
 
+    # Every dict handed out, so that a method's `final_validation` can be checked to be one of them.
+    validations: list[dict[str, float]] = []
+
     def validate(method: Method) -> dict[str, float]:
-        return validation_evaluator.evaluate(method, split.valid, split.n_items).summary()
+        summary = validation_evaluator.evaluate(method, split.valid, split.n_items).summary()
+        validations.append(summary)
+        return summary
 
     context = RunContext(
         seed=job.seed, profile=job.profile, device=device, work_dir=run_dir / "work",
@@ -379,7 +384,13 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
     method.fit(training_view(dataset, split), split, context)
     fit_seconds = time.perf_counter() - fit_started
 
-    valid_summary = evaluator.evaluate(method, split.valid, split.n_items).summary()
+    valid_summary = _reused_validation(context.final_validation, validations, eval_settings.ks)
+    valid_source = "kept epoch" if valid_summary is not None else "after training"
+    if valid_summary is None:
+        valid_summary = evaluator.evaluate(method, split.valid, split.n_items).summary()
+    else:
+        logger.info("%s seed %d: validation metrics of the kept epoch reused; no second pass.",
+                    job.method, job.seed)
     test_started = time.perf_counter()
     test_result = evaluator.evaluate(method, split.test, split.n_items)
     test_seconds = time.perf_counter() - test_started
@@ -401,6 +412,8 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
         "status": "finished",
         "test": test_result.summary(),
         "valid": valid_summary,
+        # "kept epoch": the metrics that chose the kept weights; "after training": a fresh pass.
+        "valid_source": valid_source,
         "best_epoch": best["epoch"] if best else None,
         "epochs_run": len(history),
         "fit_seconds": fit_seconds,
@@ -415,6 +428,21 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
     }
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _reused_validation(final: Mapping[str, float] | None, handed_out: Sequence[Mapping[str, float]],
+                       ks: Sequence[int]) -> dict[str, float] | None:
+    """Return the run's validation metrics from `final` if the run's `validate` returned that dict.
+
+    Identity, not equality, is checked, because equal numbers from a validation subset must not
+    pass. The validation evaluator also scores K=10 for early stopping, so metrics at cut-offs
+    outside `ks` are dropped.
+    """
+    if final is None or not any(valid is final for valid in handed_out):
+        return None
+    kept_ks = {str(k) for k in ks}
+    return {name: float(value) for name, value in final.items()
+            if "@" not in name or name.rsplit("@", 1)[1] in kept_ks}
 
 
 def run_jobs(

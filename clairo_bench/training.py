@@ -58,12 +58,16 @@ class TrainingOutcome:
         best_score: its validation metric.
         epochs_run: epochs trained in total, across resumptions.
         history: one record per epoch (loss, validation metrics, seconds).
+        best_metrics: the very dict that `validate()` returned for the best epoch, or None when
+            that epoch was scored by an earlier process (a resumed run) or nothing was scored.
+            Methods pass it on as `RunContext.final_validation`.
     """
 
     best_epoch: int
     best_score: float
     epochs_run: int
     history: list[dict[str, Any]]
+    best_metrics: dict[str, float] | None = None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -111,6 +115,7 @@ def train_with_early_stopping(
     last_path = work_dir / "last.pt"
     start_epoch, best_epoch, best_score, history = 1, 0, -float("inf"), []
     best_weights: dict[str, torch.Tensor] | None = None
+    best_metrics: dict[str, float] | None = None
     stale = 0
 
     if last_path.exists():
@@ -159,6 +164,7 @@ def train_with_early_stopping(
             score = metrics[settings.metric]
             if score > best_score:
                 best_epoch, best_score, stale = epoch, score, 0
+                best_metrics = metrics
                 best_weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
             else:
                 stale += settings.eval_every
@@ -187,5 +193,6 @@ def train_with_early_stopping(
         model.load_state_dict(best_weights)
     model.eval()
     return TrainingOutcome(
-        best_epoch=best_epoch, best_score=best_score, epochs_run=len(history), history=history
+        best_epoch=best_epoch, best_score=best_score, epochs_run=len(history), history=history,
+        best_metrics=best_metrics,
     )

@@ -108,6 +108,50 @@ def test_cli_list_shows_cards():
         assert name in result.output
 
 
+def _table_rows(output: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in output.splitlines()
+            if line.startswith("│")]
+
+
+def test_cli_list_says_which_datasets_run_offline():
+    result = CliRunner().invoke(app, ["datasets", "list"])
+    assert result.exit_code == 0, result.output
+    rows = {row[0]: row for row in _table_rows(result.output)}
+    # Embedded datasets need no raw files; raw-only cards do until they are downloaded.
+    assert rows["arts"][-2:] == ["optional", "yes"]
+    assert rows["cds"][-2:] == ["missing", "no"]
+    assert "clairo-bench datasets download cds" in " ".join(result.output.split())
+
+
+def test_cli_items_lists_most_interacted_first(embedded):
+    dataset = embedded["instruments"]
+    counts = {}
+    for sequence in dataset.sequences:
+        for item in sequence.tolist():
+            counts[item] = counts.get(item, 0) + 1
+    result = CliRunner().invoke(app, ["datasets", "items", "instruments", "--limit", "3"])
+    assert result.exit_code == 0, result.output
+    rows = _table_rows(result.output)
+    assert len(rows) == 3
+    shown = [int(row[2].replace(",", "")) for row in rows]
+    assert shown[0] == max(counts.values())
+    assert shown == sorted(shown, reverse=True)
+    for index, identifier, count in (row[:3] for row in rows):
+        assert dataset.item_ids[int(index[1:])] == identifier
+        assert counts[int(index[1:])] == int(count.replace(",", ""))
+    assert "#0 to #6249" in " ".join(result.output.split())
+
+
+def test_cli_items_search_matches_identifier_in_any_case(embedded):
+    identifier = embedded["instruments"].item_ids[17]
+    result = CliRunner().invoke(app, ["datasets", "items", "instruments", "--search", identifier.lower()])
+    assert result.exit_code == 0, result.output
+    assert [row[:2] for row in _table_rows(result.output)] == [["#17", identifier]]
+    missing = CliRunner().invoke(app, ["datasets", "items", "instruments", "--search", "no such item"])
+    assert missing.exit_code == 1
+    assert "No item of dataset 'instruments' has 'no such item'" in " ".join(missing.output.split())
+
+
 def test_cli_stats_unknown_name_fails():
     result = CliRunner().invoke(app, ["datasets", "stats", "nope"])
     assert result.exit_code == 1

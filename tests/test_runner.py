@@ -324,3 +324,33 @@ def test_methods_list_reports_a_missing_plugin_module(tmp_path):
     result = cli("methods", "list", "--plugin", "no_such_module:X", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_trained_job_reports_validation_of_kept_epoch_without_second_pass(tiny_datasets_dir, tmp_path):
+    job = Job("sasrec", "tiny", seed=0, profile="smoke", overrides=("eval.ks=5,20",))
+    [outcome] = run_jobs([job], tmp_path / "runs", tmp_path / "cache", isolate=False)
+    assert outcome.status == "finished", outcome.error
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    records = [json.loads(line) for line in (outcome.run_dir / "train_log.jsonl").read_text().splitlines()]
+    kept = next(record for record in records if record["epoch"] == summary["best_epoch"])
+    assert summary["valid_source"] == "kept epoch"
+    # The validation pass also scored K=10 for early stopping; the summary keeps the run's cut-offs.
+    assert set(summary["valid"]) == {f"{name}@{k}" for name in ("recall", "ndcg", "mrr") for k in (5, 20)}
+    for name, value in summary["valid"].items():
+        assert value == kept[f"valid_{name}"]
+
+
+def test_equal_copy_of_validation_metrics_is_scored_again(tiny_datasets_dir, tmp_path):
+    jobs = expand_jobs(["copies-validation"], "tiny", [0], "smoke", plugins=[f"{PLUGINS}:CopiesValidation"])
+    [outcome] = run_jobs(jobs, tmp_path / "runs", tmp_path / "cache", isolate=False)
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    assert summary["valid_source"] == "after training"
+    assert summary["valid"]["ndcg@10"] > 0
+
+
+def test_reused_validation_checks_identity_and_drops_extra_cutoffs():
+    handed_out = [{"ndcg@10": 0.5, "ndcg@20": 0.6, "invalid_generation_rate": 0.1}]
+    assert runner._reused_validation(dict(handed_out[0]), handed_out, (20,)) is None
+    assert runner._reused_validation(None, handed_out, (20,)) is None
+    assert runner._reused_validation(handed_out[0], handed_out, (20,)) == {
+        "ndcg@20": 0.6, "invalid_generation_rate": 0.1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import typer
+from rich.console import Console
 from rich.logging import RichHandler
 
 from clairo_bench.cli import datasets, features, methods, reporting, runs
@@ -28,7 +29,9 @@ def configure(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        # Log lines go to stderr, like the job processes' logs, so that stdout holds only the
+        # command's result (tables, recommendations) and can be piped or saved on its own.
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)],
         force=True,
     )
 

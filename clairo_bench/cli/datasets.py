@@ -1,10 +1,11 @@
-"""`clairo-bench datasets list | download | stats`: dataset cards, raw downloads and statistics."""
+"""`clairo-bench datasets list | items | download | stats`: dataset cards, items, raw downloads, statistics."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -54,20 +55,30 @@ def list_command(
     except DataError as error:
         _fail(str(error))
     table = Table(title="Datasets")
-    table.add_column("name", style="bold")
+    # Names are what users type next, so the category column shrinks first on a narrow terminal.
+    table.add_column("name", style="bold", no_wrap=True,
+                     min_width=max((len(card.name) for card in cards), default=4))
     table.add_column("category")
     table.add_column("year", justify="right")
     table.add_column("default source")
     table.add_column("released files")
     table.add_column("raw files")
+    table.add_column("ready")
+    not_ready = []
     for card in cards:
         available = available_sources(card, raw_dir)
 
         def describe(source: str) -> str:
             if source not in available:
                 return "-"
-            return "[green]present[/green]" if available[source] else "[yellow]missing[/yellow]"
+            if available[source]:
+                return "[green]present[/green]"
+            # Missing raw files matter only where raw is the default source.
+            return "[yellow]missing[/yellow]" if source == card.default_source else "optional"
 
+        ready = bool(available.get(card.default_source))
+        if not ready:
+            not_ready.append(card.name)
         table.add_row(
             card.name,
             card.category,
@@ -75,8 +86,78 @@ def list_command(
             card.default_source,
             describe("released"),
             describe("raw"),
+            "[green]yes[/green]" if ready else "no",
         )
     console.print(table)
+    console.print("A ready dataset runs offline from the files of its default source.")
+    if not_ready:
+        console.print(
+            f"To make {', '.join(not_ready)} ready, download the raw files (needs network): "
+            f"clairo-bench datasets download {not_ready[0]}",
+            highlight=False,
+        )
+
+
+@app.command("items")
+def items_command(
+    name: str = typer.Argument(..., help="Dataset card name, e.g. instruments."),
+    search: Optional[str] = typer.Option(
+        None, "--search", "-s", help="Show only items whose identifier or title contains this text (any case)."
+    ),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Rows to show, most interacted items first."),
+    source: Optional[str] = typer.Option(
+        None, "--source", help="released or raw; default: the card's default_source."
+    ),
+    raw_dir: Optional[Path] = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
+) -> None:
+    """List item identifiers, indices and titles, to write a `recommend --history`."""
+    try:
+        dataset = load_dataset(name, source=source, raw_dir=raw_dir)
+    except DataError as error:
+        _fail(str(error))
+
+    # All interactions, not the training part of a split: this only helps a user pick items.
+    counts = np.zeros(dataset.n_items, dtype=np.int64)
+    if dataset.sequences:
+        counts += np.bincount(np.concatenate(dataset.sequences), minlength=dataset.n_items)
+    has_titles = dataset.item_meta is not None
+    titles: list[str | None] = [None] * dataset.n_items
+    if has_titles:
+        titles = [meta.title if meta is not None else None for meta in dataset.item_meta]
+
+    rows = list(range(dataset.n_items))
+    if search:
+        needle = search.casefold()
+        rows = [row for row in rows if needle in dataset.item_ids[row].casefold()
+                or (titles[row] is not None and needle in titles[row].casefold())]
+    if not rows:
+        _fail(f"No item of dataset {dataset.name!r} has {search!r} in its identifier or title.")
+    # Equal counts keep index order, so the listing is the same on every call.
+    rows.sort(key=lambda row: (-int(counts[row]), row))
+
+    title = f"Items of {dataset.name}" + (f" matching {search!r}" if search else "")
+    caption = f"{len(rows):,} item{'s' if len(rows) > 1 else ''}, most interacted first"
+    table = Table(title=escape(title), caption=caption)
+    table.add_column("index", justify="right")
+    table.add_column("identifier")
+    table.add_column("interactions", justify="right")
+    if has_titles:
+        table.add_column("title")
+    for row in rows[:limit]:
+        cells = [f"#{row}", dataset.item_ids[row], f"{int(counts[row]):,}"]
+        if has_titles:
+            cells.append(escape(titles[row]) if titles[row] else "-")
+        table.add_row(*cells)
+    console.print(table)
+    if len(rows) > limit:
+        console.print(f"{len(rows) - limit:,} more; raise --limit or narrow --search.", highlight=False)
+    if not has_titles:
+        console.print(f"Dataset {dataset.name!r} has no item metadata, so no titles are shown.")
+    console.print(
+        f"Give items to `clairo-bench recommend --history` as identifiers or as indices "
+        f"#0 to #{dataset.n_items - 1}.",
+        highlight=False,
+    )
 
 
 @app.command("download")

@@ -356,6 +356,7 @@ class SequentialMethod(Method):
         )
         context.records["best_epoch"] = outcome.best_epoch
         context.records["epochs_run"] = outcome.epochs_run
+        context.final_validation = outcome.best_metrics
 
     def _train_epoch(
         self,

@@ -150,6 +150,9 @@ class ActionPiece(Method):
             "batches": (f"windows of {config.length_grouping} batches sorted by history length"
                         if config.length_grouping else "uniformly random"),
         }
+        # With a validation subset these metrics do not come from `context.validate`, and the
+        # runner scores the full validation set itself.
+        context.final_validation = outcome.best_metrics
 
     def recommend(self, histories: Sequence[np.ndarray], k: int) -> Recommendations:
         return generate_recommendations(

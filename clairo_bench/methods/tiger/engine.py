@@ -362,6 +362,7 @@ class SemanticIdMethod(Method):
         )
         context.records["best_epoch"] = outcome.best_epoch
         context.records["epochs_run"] = outcome.epochs_run
+        context.final_validation = outcome.best_metrics
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         config: SemanticIdConfig = self.config  # type: ignore[assignment]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import numpy as np
 import typer
@@ -22,7 +22,7 @@ from rich.table import Table
 
 from clairo_bench.data.cards import load_card
 from clairo_bench.data.catalog import available_sources, list_datasets, load_dataset
-from clairo_bench.data.dataset import DataError
+from clairo_bench.data.dataset import DataError, Dataset
 from clairo_bench.data.download import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DownloadError,
@@ -38,11 +38,20 @@ _RAW_DIR_HELP = (
     "Root folder of raw downloads; files go to <folder>/<name>/. "
     "Default: CLAIRO_BENCH_RAW_DIR or raw/ in the datasets folder."
 )
+_NAME_HELP = "Dataset card name, e.g. instruments."
+_SOURCE_HELP = "released or raw; default: the card's default_source."
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     error_console.print("[red]Error:[/red] " + escape(message), markup=True, highlight=False)
     raise typer.Exit(code=1)
+
+
+def _load_or_fail(name: str, source: str | None, raw_dir: Path | None) -> Dataset:
+    try:
+        return load_dataset(name, source=source, raw_dir=raw_dir)
+    except DataError as error:
+        _fail(str(error))
 
 
 @app.command("list")
@@ -100,21 +109,16 @@ def list_command(
 
 @app.command("items")
 def items_command(
-    name: str = typer.Argument(..., help="Dataset card name, e.g. instruments."),
+    name: str = typer.Argument(..., help=_NAME_HELP),
     search: Optional[str] = typer.Option(
         None, "--search", "-s", help="Show only items whose identifier or title contains this text (any case)."
     ),
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="Rows to show, most interacted items first."),
-    source: Optional[str] = typer.Option(
-        None, "--source", help="released or raw; default: the card's default_source."
-    ),
+    source: Optional[str] = typer.Option(None, "--source", help=_SOURCE_HELP),
     raw_dir: Optional[Path] = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
 ) -> None:
     """List item identifiers, indices and titles, to write a `recommend --history`."""
-    try:
-        dataset = load_dataset(name, source=source, raw_dir=raw_dir)
-    except DataError as error:
-        _fail(str(error))
+    dataset = _load_or_fail(name, source, raw_dir)
 
     # All interactions, not the training part of a split: this only helps a user pick items.
     counts = np.zeros(dataset.n_items, dtype=np.int64)
@@ -162,7 +166,7 @@ def items_command(
 
 @app.command("download")
 def download_command(
-    name: str = typer.Argument(..., help="Dataset card name, e.g. instruments."),
+    name: str = typer.Argument(..., help=_NAME_HELP),
     raw_dir: Optional[Path] = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
     connect_timeout: float = typer.Option(
         DEFAULT_CONNECT_TIMEOUT_S,
@@ -270,15 +274,10 @@ def _render_stats(stats: dict[str, Any], source: str) -> None:
 
 @app.command("stats")
 def stats_command(
-    name: str = typer.Argument(..., help="Dataset card name, e.g. instruments."),
-    source: Optional[str] = typer.Option(
-        None, "--source", help="released or raw; default: the card's default_source."
-    ),
+    name: str = typer.Argument(..., help=_NAME_HELP),
+    source: Optional[str] = typer.Option(None, "--source", help=_SOURCE_HELP),
     raw_dir: Optional[Path] = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
 ) -> None:
     """Print users, items, interactions, sequence lengths, popularity and feature coverage."""
-    try:
-        dataset = load_dataset(name, source=source, raw_dir=raw_dir)
-    except DataError as error:
-        _fail(str(error))
+    dataset = _load_or_fail(name, source, raw_dir)
     _render_stats(dataset_stats(dataset), dataset.processing.get("source", "?"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -11,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from clairo_bench.data.dataset import DataError, Dataset
-from clairo_bench.methods.base import Method, build_config
+from clairo_bench.io import DamagedFileError, read_json_file
+from clairo_bench.methods.base import ConfigError, Method, build_config
 from clairo_bench.methods.registry import get_method_class, register_plugin
 
 logger = logging.getLogger(__name__)
@@ -50,24 +50,45 @@ def load_trained_method(run_dir: Path, cache_dir: Path) -> TrainedRun:
             f"Run {run_dir} has not finished (no summary.json); rerun the `clairo-bench run` command "
             "that started it, which resumes it from its last checkpoint."
         )
-    config = json.loads(config_path.read_text())
-    job = json.loads((run_dir / "job.json").read_text())
-    for reference in job.get("plugins", []):
+    rerun = (f"delete {run_dir / 'summary.json'} and rerun the `clairo-bench run` command that "
+             "made the run: it resumes from the run's checkpoint and writes these files again")
+    try:
+        config = read_json_file(config_path)
+        job = read_json_file(run_dir / "job.json")
+        method_name = config["method"]
+        method_values = config["method_config"]
+        dataset_name = config["dataset"]["name"]
+        dataset_hash = config["dataset"]["content_hash"]
+        max_history_items = config["split"]["max_history_items"]
+        plugins = job.get("plugins", [])
+    except (DamagedFileError, FileNotFoundError) as error:
+        raise DataError(f"{error}; {rerun}.") from None
+    except (KeyError, TypeError) as error:
+        raise DataError(f"{config_path} is damaged: it lacks the field {error}; {rerun}.") from None
+    for reference in plugins:
         register_plugin(reference)
-    method_class = get_method_class(config["method"])
-    method_config = build_config(method_class.config_class, config["method_config"], owner=config["method"])
+    method_class = get_method_class(method_name)
+    method_config = build_config(method_class.config_class, method_values, owner=method_name)
 
-    dataset = load_dataset(config["dataset"]["name"])
-    if dataset.content_hash() != config["dataset"]["content_hash"]:
+    dataset = load_dataset(dataset_name)
+    if dataset.content_hash() != dataset_hash:
         raise DataError(
             f"Dataset {dataset.name!r} has changed since run {run_dir} (content hash "
-            f"{dataset.content_hash()} instead of {config['dataset']['content_hash']}); "
+            f"{dataset.content_hash()} instead of {dataset_hash}); "
             "re-run the job on the current data."
         )
-    split_settings = SplitSettings(max_history_items=config["split"]["max_history_items"])
+    split_settings = SplitSettings(max_history_items=max_history_items)
     split = load_or_build_split(dataset, split_settings, cache_dir)
     method = method_class(method_config)
-    method.load(run_dir / "model", dataset, split)
+    try:
+        method.load(run_dir / "model", dataset, split)
+    except (NotImplementedError, ConfigError, DataError):
+        raise
+    except Exception as error:  # torch, numpy and json each raise their own types for a bad file
+        raise DataError(
+            f"The saved model in {run_dir / 'model'} cannot be loaded ({type(error).__name__}: "
+            f"{error}); {rerun}."
+        ) from error
     return TrainedRun(method, dataset, split_settings.max_history_items)
 
 

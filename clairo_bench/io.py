@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash leaves either the old file or the new one, never a torn one."""
+"""Atomic file writes (a crash leaves either the old file or the new one) and checked JSON reads."""
 
 from __future__ import annotations
 
@@ -58,3 +58,26 @@ def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             np.savez_compressed(handle, **arrays)
+
+
+class DamagedFileError(ValueError):
+    """A file that the project wrote earlier cannot be read back; the message names the file."""
+
+
+def read_json_file(path: Path, expected: type = dict) -> Any:
+    """Read a JSON file whose top-level value must be an `expected` (dict by default).
+
+    Raises DamagedFileError naming the file for unreadable text, invalid JSON or another type.
+    Callers add the fix, which depends on what the file is for.
+    """
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedFileError(f"{path} is damaged: not valid JSON ({error})") from None
+    if not isinstance(payload, expected):
+        raise DamagedFileError(
+            f"{path} is damaged: it contains a JSON {type(payload).__name__}, expected a "
+            f"{'JSON object' if expected is dict else expected.__name__}"
+        )
+    return payload

@@ -48,7 +48,13 @@ import numpy as np
 
 from clairo_bench.data.dataset import DataError
 from clairo_bench.evaluation import EvalSettings, Evaluator
-from clairo_bench.io import atomic_path, atomic_write_json, atomic_write_text
+from clairo_bench.io import (
+    DamagedFileError,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    read_json_file,
+)
 from clairo_bench.methods.base import ConfigError, Method, RunContext, build_config, parse_value
 from clairo_bench.methods.registry import get_method_class, register_plugin
 
@@ -258,8 +264,10 @@ def execute_job(job: Job, runs_dir: Path, cache_dir: Path, device: str = "auto")
     """Run one job to completion in this process, or skip it when it already finished."""
     run_dir = job.run_dir(runs_dir)
     if (run_dir / "summary.json").exists():
-        summary = json.loads((run_dir / "summary.json").read_text())
-        return JobOutcome(job, "skipped", run_dir, summary)
+        try:
+            return JobOutcome(job, "skipped", run_dir, read_summary(run_dir))
+        except DamagedFileError as error:
+            return _damaged_summary(job, run_dir, error)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = open(run_dir / ".lock", "w")
     try:
@@ -353,6 +361,7 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
     log_path = run_dir / "train_log.jsonl"
     if not (run_dir / "work").exists():
         log_path.unlink(missing_ok=True)  # a log without checkpoints belongs to no resumable state
+    _drop_partial_log_line(log_path)
 
     def log_epoch(record: dict[str, Any]) -> None:
         with open(log_path, "a", encoding="utf-8") as handle:
@@ -403,7 +412,7 @@ def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: flo
 
     # A crash between logging an epoch and checkpointing it makes the resumed run log that epoch
     # again. The later record belongs to the weights that the checkpoint contains.
-    records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    records = read_train_log(log_path)
     history = list({record["epoch"]: record for record in records}.values())
     metric = "valid_ndcg@10"
     scored = [record for record in history if metric in record]
@@ -627,17 +636,92 @@ def _outcome_from_run_dir(job: Job, runs_dir: Path, exitcode: int | None,
     run_dir = job.run_dir(runs_dir)
     skipped_marker = run_dir / ".skipped"
     if (run_dir / "summary.json").exists():
-        summary = json.loads((run_dir / "summary.json").read_text())
         status = "skipped" if skipped or skipped_marker.exists() else "finished"
         skipped_marker.unlink(missing_ok=True)
-        return JobOutcome(job, status, run_dir, summary)
+        try:
+            return JobOutcome(job, status, run_dir, read_summary(run_dir))
+        except DamagedFileError as error:
+            return _damaged_summary(job, run_dir, error)
     if (run_dir / "error.json").exists() and exitcode == 0:
-        error = json.loads((run_dir / "error.json").read_text())["error"]
+        try:
+            error = str(read_json_file(run_dir / "error.json").get("error", "unknown error"))
+        except DamagedFileError as damaged:
+            error = f"the job failed, and {damaged}"
         return JobOutcome(job, "failed", run_dir, error=error)
     error = f"worker process died with exit code {exitcode} before the job finished"
     logger.error("Job %s on %s (seed %d): %s; rerun to resume from its last checkpoint.",
                  job.method, job.dataset, job.seed, error)
     return JobOutcome(job, "failed", run_dir, error=error)
+
+
+def _drop_partial_log_line(log_path: Path) -> None:
+    """Cut a last line that a killed process left without its newline.
+
+    Records are appended, not written atomically, so a kill during a write can leave half a line.
+    Without this cut, the next record would be glued onto it. The epoch it belonged to was not
+    checkpointed yet (checkpoints follow the log line), so the resumed run logs it again.
+    """
+    if not log_path.exists():
+        return
+    content = log_path.read_bytes()
+    if not content or content.endswith(b"\n"):
+        return
+    kept = content[: content.rfind(b"\n") + 1]
+    logger.warning("%s ends in an unfinished line (%d bytes), left by an interrupted write; "
+                   "dropping it.", log_path, len(content) - len(kept))
+    with atomic_path(log_path) as temporary:
+        temporary.write_bytes(kept)
+
+
+def read_train_log(log_path: Path) -> list[dict[str, Any]]:
+    """Read train_log.jsonl, skipping lines that are not JSON objects with a warning each."""
+    if not log_path.exists():
+        return []
+    records = []
+    for number, line in enumerate(log_path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            logger.warning("%s line %d is not an epoch record; skipping it (%.60s).", log_path, number, line)
+            continue
+        records.append(record)
+    return records
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """Read a finished run's summary.json and check the fields that tables and reports read.
+
+    Raises DamagedFileError, naming the file, when it is not a JSON object with numeric test
+    metrics, wall time and peak memory.
+    """
+    path = Path(run_dir) / "summary.json"
+    summary = read_json_file(path)
+
+    def numeric(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    problems = []
+    test = summary.get("test")
+    if not isinstance(test, dict) or not all(numeric(value) for value in test.values()):
+        problems.append("'test' is not a mapping of metric names to numbers")
+    for key in ("wall_time_s", "peak_memory_mb"):
+        if key in summary and not numeric(summary[key]):
+            problems.append(f"{key!r} is {summary[key]!r}, not a number")
+    if problems:
+        raise DamagedFileError(f"{path} is damaged: {'; '.join(problems)}")
+    return summary
+
+
+def _damaged_summary(job: Job, run_dir: Path, error: DamagedFileError) -> JobOutcome:
+    # The job's checkpoints stay in work/, so deleting the summary reruns only what is missing.
+    message = (f"{error}. Delete {run_dir / 'summary.json'} and rerun: the job then resumes "
+               "from its checkpoint and writes a new summary")
+    logger.error("Job %s on %s (seed %d): %s.", job.method, job.dataset, job.seed, message)
+    return JobOutcome(job, "failed", run_dir, error=message)
 
 
 def expand_jobs(
@@ -650,12 +734,3 @@ def expand_jobs(
             plugins=tuple(plugins), dataset_hash=dataset_hash)
         for m in dict.fromkeys(methods) for s in dict.fromkeys(seeds)
     ]
-
-
-def read_run(run_dir: Path) -> Mapping[str, Any]:
-    """Load a finished run's config, summary and provenance."""
-    return {
-        name: json.loads((run_dir / f"{name}.json").read_text())
-        for name in ("config", "summary", "provenance", "job")
-        if (run_dir / f"{name}.json").exists()
-    }

@@ -10,6 +10,7 @@ returned at the end carries the weights of the epoch chosen on validation.
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -25,6 +26,10 @@ from clairo_bench.io import atomic_path
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be resumed from; the message names the file and what to do."""
 
 
 @dataclass(frozen=True)
@@ -119,10 +124,19 @@ def train_with_early_stopping(
     stale = 0
 
     if last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise RuntimeError(
-                f"Checkpoint {last_path} has version {state.get('version')}, expected "
+        try:
+            state = torch.load(last_path, map_location="cpu", weights_only=False)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            # Checkpoints are written atomically, but a disk or copy error can still damage one.
+            # torch's own message names neither the file nor the fix.
+            raise CheckpointError(
+                f"Checkpoint {last_path} is damaged ({type(error).__name__}: {error}). Delete it "
+                "to restart training from epoch 1, or restore it from a copy."
+            ) from error
+        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(
+                f"Checkpoint {last_path} has version "
+                f"{state.get('version') if isinstance(state, dict) else None}, expected "
                 f"{CHECKPOINT_VERSION}; delete the run directory to start over."
             )
         model.load_state_dict(state["model"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 
 import typer
@@ -23,6 +24,11 @@ def _parse_metrics(text: str) -> tuple[str, ...]:
     metrics = tuple(part.strip().lower() for part in text.split(",") if part.strip())
     if not metrics:
         raise typer.BadParameter("Give at least one metric, for example --metrics ndcg@10.")
+    invalid = [metric for metric in metrics if not re.fullmatch(r"(recall|ndcg|mrr)@[1-9][0-9]*", metric)]
+    if invalid:
+        raise typer.BadParameter(
+            f"Invalid metric {invalid[0]!r}; write NAME@K with NAME recall, ndcg or mrr, e.g. ndcg@10."
+        )
     return metrics
 
 
@@ -73,11 +79,16 @@ def leaderboard(
             formats=_parse_formats(output_format), slices=slices, plots=plots,
             history_buckets=history_buckets, head_share=head_share, tail_share=tail_share,
         )
+        if out.exists() and not out.is_dir():
+            raise ReportError(f"--out {out} is a file, not a folder; give a folder for the tables.")
         datasets = resolve_datasets(runs_dir, dataset)
         written = generate_reports(runs_dir, datasets, out, options, combined=combined or dataset == "all")
     except (ReportError, ValueError) as error:
         console.print("[red]Error:[/red]", escape(str(error)))
         raise typer.Exit(code=2)
+    except OSError as error:
+        console.print("[red]Error:[/red]", escape(f"Writing the leaderboards to {out} failed: {error}."))
+        raise typer.Exit(code=1)
     for path in written:
         console.print(f"wrote {path}")
 
@@ -98,8 +109,12 @@ def claims(
 
     console = Console()
     try:
+        parsed = _parse_metrics(metric)
+        if len(parsed) != 1:
+            raise typer.BadParameter(f"Give one metric to --metric, got {metric!r}.")
+        metric = parsed[0]
         selection = select_runs(discover_runs(runs_dir, dataset), dataset, profile)
-        results = check_claims(selection, default_metric=metric.lower())
+        results = check_claims(selection, default_metric=metric)
     except (ReportError, ValueError) as error:
         console.print("[red]Error:[/red]", escape(str(error)))
         raise typer.Exit(code=2)

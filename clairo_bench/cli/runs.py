@@ -18,7 +18,7 @@ from clairo_bench.data.catalog import load_dataset
 from clairo_bench.data.dataset import DataError
 from clairo_bench.methods.base import PROFILES, ConfigError
 from clairo_bench.methods.registry import UnknownMethodError, get_method_class, register_plugin
-from clairo_bench.runner import RunInterrupted, expand_jobs, run_jobs
+from clairo_bench.runner import RunInterrupted, expand_jobs, resolve_device, run_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def _check_overrides(overrides: list[str], methods: list[str]) -> None:
             if name not in fields[scope]:
                 raise ConfigError(
                     f"--set {item!r}: {scope} has no setting {name!r}. "
-                    f"Available: {', '.join(sorted(fields[scope]))}."
+                    + (f"Available: {', '.join(sorted(fields[scope]))}." if fields[scope]
+                       else f"{scope} has no settings at all.")
                 )
         elif not any(key in f for f in fields.values()):
             raise ConfigError(_unknown_key_message(item, key, fields))
@@ -107,6 +108,11 @@ def run(
             raise ConfigError(f"--workers must be at least 1, got {workers}.")
         if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
             raise ConfigError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.")
+        if device.startswith("cuda"):
+            resolve_device(device)  # without CUDA this fails once here instead of once per job
+        for option, folder in (("--runs-dir", runs_dir), ("--cache-dir", cache_dir)):
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError(f"{option} {folder} is a file, not a folder; give a folder path.")
         for name in names:
             get_method_class(name)
         _check_overrides(overrides, names)
@@ -115,13 +121,18 @@ def run(
         raise typer.Exit(2)
 
     try:
-        dataset_hash = load_dataset(dataset).content_hash()
+        loaded = load_dataset(dataset)
+        dataset_hash = loaded.content_hash()
         jobs = expand_jobs(names, dataset, _parse_seeds(seeds), profile, overrides, plugin, dataset_hash)
         for job in jobs:
             job.resolved_overrides()  # rejects invalid split., eval. and method values up front
     except (DataError, ConfigError) as error:
         console.print("[red]Error:[/red] " + escape(str(error)))
         raise typer.Exit(2)
+    too_large = [k for k in jobs[0].resolved_overrides()["eval"].get("ks", ()) if k > loaded.n_items]
+    if too_large:
+        logger.warning("Cut-offs %s exceed the %d items of %s, so those metrics count every ranked "
+                       "target as a hit.", ", ".join(map(str, too_large)), loaded.n_items, dataset)
     interrupted = False
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:

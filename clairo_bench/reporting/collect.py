@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clairo_bench.runner import read_run
+from clairo_bench.io import DamagedFileError, read_json_file
+from clairo_bench.runner import read_summary
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ class RunRecord:
     Attributes:
         run_dir: the directory.
         dataset, method, seed, profile: the job, from job.json or the directory names.
-        status: "finished" (summary.json), "failed" (error.json) or "incomplete" (neither).
+        status: "finished" (summary.json), "failed" (error.json), "damaged" (an unreadable
+            config.json, job.json or summary.json) or "incomplete" (none of these).
         config, summary, provenance: the parsed JSON files; empty where the file is missing.
         error: the error message of a failed run.
         finished_at: summary.json's `finished_at`, or the file's modification time without it.
@@ -142,32 +144,52 @@ def discover_runs(runs_dir: Path, dataset: str) -> list[RunRecord]:
 
 def read_run_record(run_dir: Path, dataset: str, method: str) -> RunRecord | None:
     """Read one run directory; return None for a folder that is not a run directory."""
-    try:
-        files = read_run(run_dir)
-    except json.JSONDecodeError as error:
-        raise ReportError(f"Run directory {run_dir} has an unreadable JSON file: {error}.") from error
+    files: dict[str, Any] = {}
+    damaged: dict[str, str] = {}
+    for name in ("config", "summary", "provenance", "job"):
+        path = run_dir / f"{name}.json"
+        if not path.exists():
+            continue
+        try:
+            files[name] = read_summary(run_dir) if name == "summary" else read_json_file(path)
+        except DamagedFileError as problem:
+            damaged[name] = str(problem)
+    if "provenance" in damaged:
+        # Provenance only annotates the report (versions, commit), so its loss hides no number.
+        logger.warning("%s; the report shows no package versions or commit for this run.",
+                       damaged.pop("provenance"))
 
     job = files.get("job", {})
     match = RUN_DIR_PATTERN.match(run_dir.name)
-    if not job and match is None:
+    if not job and match is None and not damaged:
         logger.debug("Skipping %s: neither job.json nor a run directory name.", run_dir)
         return None
-    seed = int(job["seed"]) if "seed" in job else int(match["seed"])
-    profile = str(job["profile"]) if "profile" in job else match["profile"]
+    try:
+        seed = int(job["seed"]) if "seed" in job else int(match["seed"])
+        profile = str(job["profile"]) if "profile" in job else match["profile"]
+    except (TypeError, ValueError):
+        raise ReportError(
+            f"{run_dir / 'job.json'} names seed {job.get('seed')!r}, and the folder name does not "
+            "give one either; restore the file or move the folder out of the runs folder."
+        ) from None
 
     summary = files.get("summary", {})
     error_path = run_dir / "error.json"
     error = None
     finished_at = None
-    if summary:
+    if damaged:
+        status = "damaged"
+        error = "; ".join(damaged.values())
+        logger.warning("Run %s is left out: %s.", run_dir, error)
+    elif summary:
         status = "finished"
         finished_at = _finished_at(summary, run_dir / "summary.json")
     elif error_path.exists():
         status = "failed"
         try:
-            error = str(json.loads(error_path.read_text()).get("error", "unknown error"))
-        except json.JSONDecodeError:
-            error = f"unreadable {error_path.name}"
+            error = str(read_json_file(error_path).get("error", "unknown error"))
+        except DamagedFileError as problem:
+            error = str(problem)
     else:
         status = "incomplete"
 
@@ -231,10 +253,10 @@ def select_runs(runs: Sequence[RunRecord], dataset: str, profile: str | None = N
             for older in finished[:-1]:
                 logger.info("Using %s; ignoring the older finished run %s.", finished[-1].run_dir, older.run_dir)
             continue
-        failed = [r for r in candidates if r.status == "failed"]
+        failed = [r for r in candidates if r.status in ("failed", "damaged")]
         if failed:
             reported_run = failed[-1]
-            reason = f"failed: {reported_run.error}"
+            reason = f"{reported_run.status}: {reported_run.error}"
         else:
             reported_run = candidates[-1]
             reason = "incomplete: neither summary.json nor error.json (still running or interrupted)"
@@ -312,13 +334,27 @@ def load_per_user(run: RunRecord, metrics: Sequence[str]) -> pd.DataFrame:
     path = run.per_user_path
     if not path.exists():
         raise ReportError(f"Run {run.run_dir} is finished but has no {PER_USER_FILE}; re-run the job.")
-    frame = pd.read_csv(path, dtype={"user_id": str, "target_id": str})
+    try:
+        frame = pd.read_csv(path, dtype={"user_id": str, "target_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+        raise ReportError(
+            f"{path} is damaged ({error}); delete {run.run_dir / 'summary.json'} and rerun the job, "
+            "which resumes from its checkpoint and writes the file again."
+        ) from None
     required = ["user_id", "target_index", "history_length", *metrics]
     absent = [name for name in required if name not in frame.columns]
     if absent:
         raise ReportError(
             f"{path} lacks the columns {', '.join(absent)}; it has {', '.join(frame.columns)}. "
             "Choose metrics the evaluation computed (its cut-offs are in config.json)."
+        )
+    unscored = frame[list(metrics)].isna().any(axis=1)
+    if unscored.any():
+        row = int(unscored.to_numpy().argmax())
+        raise ReportError(
+            f"{path} has no value for {', '.join(m for m in metrics if pd.isna(frame[m].iloc[row]))} "
+            f"of user {frame['user_id'].iloc[row]!r} (data row {row + 1}); the file is damaged. "
+            f"Delete {run.run_dir / 'summary.json'} and rerun the job to write it again."
         )
     if frame["user_id"].duplicated().any():
         duplicate = frame.loc[frame["user_id"].duplicated(), "user_id"].iloc[0]

@@ -206,7 +206,17 @@ def training_item_counts(config: Mapping[str, Any]) -> np.ndarray:
     # rebuilding the split, which fails (ReportError) once the dataset's content hash changed.
     run_dir = config.get("run_dir")
     if run_dir is not None and (Path(run_dir) / TRAIN_ITEM_COUNTS_FILE).exists():
-        return np.load(Path(run_dir) / TRAIN_ITEM_COUNTS_FILE)
+        path = Path(run_dir) / TRAIN_ITEM_COUNTS_FILE
+        try:
+            counts = np.load(path)
+        except (ValueError, EOFError, OSError) as error:
+            logger.warning("%s is damaged (%s); counting items from a rebuilt split instead.", path, error)
+        else:
+            n_items = config["dataset"].get("n_items")
+            if counts.ndim == 1 and (n_items is None or counts.shape[0] == n_items):
+                return counts
+            logger.warning("%s is invalid: counts of shape %s for %s items; counting items from a "
+                           "rebuilt split instead.", path, counts.shape, n_items)
     from clairo_bench.data.catalog import load_dataset
     from clairo_bench.data.split import SplitSettings, build_split
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clairo_bench.data.dataset import Dataset
+from clairo_bench.data.dataset import DataError, Dataset
 from clairo_bench.data.split import Split
 from clairo_bench.methods.base import Method, MethodConfig, Recommendations, RunContext
 
@@ -38,4 +38,13 @@ class Pop(Method):
         np.save(directory / "scores.npy", self.scores)
 
     def load(self, directory: Path, dataset: Dataset, split: Split) -> None:
-        self.scores = np.load(directory / "scores.npy")
+        path = directory / "scores.npy"
+        scores = np.load(path)
+        if scores.shape != (split.n_items,) or not np.all(np.isfinite(scores)):
+            raise DataError(
+                f"{path} is invalid: it contains scores of shape {scores.shape} with "
+                f"{int(np.sum(~np.isfinite(scores)))} non-finite values, expected {split.n_items} "
+                f"finite scores, one per item of {dataset.name!r}. The file is damaged or belongs "
+                "to another dataset."
+            )
+        self.scores = scores

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from clairo_bench.data.cards import load_card
-from clairo_bench.data.catalog import available_sources, list_datasets, load_dataset
+from clairo_bench.data.catalog import available_sources, load_dataset, scan_datasets
 from clairo_bench.data.dataset import DataError, Dataset
 from clairo_bench.data.download import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -60,9 +60,10 @@ def list_command(
 ) -> None:
     """List the dataset cards, their sources and whether each source's files are present."""
     try:
-        cards = list_datasets()
+        scan = scan_datasets()
     except DataError as error:
         _fail(str(error))
+    cards = scan.cards
     table = Table(title="Datasets")
     # Names are what users type next, so the category column shrinks first on a narrow terminal.
     table.add_column("name", style="bold", no_wrap=True,
@@ -105,6 +106,11 @@ def list_command(
             f"clairo-bench datasets download {not_ready[0]}",
             highlight=False,
         )
+    # One invalid card must not hide the others, so it is reported after the table.
+    for invalid in scan.invalid:
+        error_console.print("[red]Invalid card:[/red] " + escape(invalid.message), highlight=False)
+    if scan.invalid:
+        raise typer.Exit(code=1)
 
 
 @app.command("items")

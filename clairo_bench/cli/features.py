@@ -17,6 +17,7 @@ from clairo_bench.features.settings import LAYOUTS, SOURCES, parse_assignments
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
+error_console = Console(stderr=True)
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path(".cache")  # the folder `clairo-bench run` reads
@@ -57,10 +58,14 @@ def build(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
 
-    dataset = load_dataset(dataset_name, cache_dir=cache_dir)
-    # The training items do not depend on max_history_items, so the default split settings
-    # give the same PCA and OPQ training set as any other split of this dataset.
-    split = load_or_build_split(dataset, SplitSettings(), cache_dir)
+    try:
+        dataset = load_dataset(dataset_name, cache_dir=cache_dir)
+        # The training items do not depend on max_history_items, so the default split settings
+        # give the same PCA and OPQ training set as any other split of this dataset.
+        split = load_or_build_split(dataset, SplitSettings(), cache_dir)
+    except DataError as error:
+        error_console.print("[red]Error:[/red] " + escape(str(error)), highlight=False)
+        raise typer.Exit(code=1) from error
 
     with Progress(
         TextColumn("{task.description}"),

@@ -59,16 +59,24 @@ _ASIN_FIELD = re.compile(r"""["']asin["']\s*:\s*["']([^"']+)["']""")
 _HTML_TAG = re.compile(r"<[^>]*>")
 _WHITESPACE = re.compile(r"\s+")
 _MISSING_EXAMPLES = 5
+# Timestamps are stored as int64 Unix seconds.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _parse_record(line: str, path: Path, line_number: int) -> dict[str, Any]:
     """Parse one JSON or Python-literal dict line."""
     try:
         record = json.loads(line)
+    except RecursionError:
+        raise DataError(
+            f"{path}, line {line_number}: the record nests lists or dicts too deeply to "
+            "parse, so the file is damaged; download it again."
+        ) from None
     except json.JSONDecodeError as json_error:
         try:
             record = ast.literal_eval(line)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        # TypeError: a dict literal with an unhashable key, such as {[1]: 2}.
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             raise DataError(
                 f"{path}, line {line_number}: not a JSON object or Python dict literal "
                 f"({json_error.msg} at column {json_error.colno}). The file is truncated or "
@@ -105,6 +113,7 @@ def read_reviews(path: Path) -> pd.DataFrame:
                 f"{path}, line {line_number}: unixReviewTime must be an integer, "
                 f"got {timestamp!r}."
             )
+        _check_timestamp_range(timestamp, "unixReviewTime", path, line_number)
         users.append(str(user))
         items.append(str(item))
         timestamps.append(timestamp)
@@ -115,20 +124,39 @@ def read_reviews(path: Path) -> pd.DataFrame:
     )
 
 
+def _check_timestamp_range(timestamp: int, field: str, path: Path, line_number: int) -> None:
+    if not _INT64_MIN <= timestamp <= _INT64_MAX:
+        raise DataError(
+            f"{path}, line {line_number}: {field} {timestamp} is outside the 64-bit integer "
+            "range; it must be a time in Unix seconds. The file is damaged or not an Amazon "
+            "review file."
+        )
+
+
 def _read_rating_csv(path: Path) -> pd.DataFrame:
     users, items, timestamps = [], [], []
     for line_number, line in iter_text_lines(path):
         if not line.strip():
             continue
         fields = line.split(",")
-        if len(fields) != 4 or not fields[3].strip().isdigit():
+        # isdecimal, unlike isdigit, accepts only characters that int() can parse.
+        if len(fields) == 4 and not fields[3].strip().isdecimal() and not users:
             raise DataError(
-                f"{path}, line {line_number}: expected 'item,user,rating,timestamp', got "
-                f"{line[:80]!r}."
+                f"{path}, line {line_number}: the first line {line[:80]!r} has no integer "
+                "timestamp in its fourth field. A ratings CSV has no header line: every line is "
+                "'item,user,rating,timestamp' with the timestamp in Unix seconds. If this line "
+                "is a header, remove it."
             )
+        if len(fields) != 4 or not fields[3].strip().isdecimal():
+            raise DataError(
+                f"{path}, line {line_number}: expected 'item,user,rating,timestamp' with an "
+                f"integer timestamp in Unix seconds, got {line[:80]!r}."
+            )
+        timestamp = int(fields[3])
+        _check_timestamp_range(timestamp, "timestamp", path, line_number)
         items.append(fields[0])
         users.append(fields[1])
-        timestamps.append(int(fields[3]))
+        timestamps.append(timestamp)
     if not users:
         raise DataError(f"{path} contains no ratings; the file is empty or truncated.")
     return pd.DataFrame(

@@ -31,6 +31,8 @@ REPEAT_POLICIES = ("keep_first", "keep_last", "keep_all")
 MISSING_METADATA_POLICIES = ("drop", "keep", "error")
 RELEASED_FORMATS = ("mql4grec", "user_sequence", "recbole")
 RAW_FORMATS = ("amazon2018", "amazon2014")
+# Releases of the Amazon review data that the loaders read (McAuley lab, UCSD).
+RELEASE_YEARS = (2014, 2018)
 
 _REPOSITORY_DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -278,6 +280,16 @@ def parse_card(path: Path) -> DatasetCard:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise DataError(f"Dataset card {path} is not valid TOML: {error}.") from error
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"Dataset card {path} is not valid UTF-8 at byte {error.start}; save it as UTF-8 "
+            "text."
+        ) from error
+    except OSError as error:
+        raise DataError(
+            f"Dataset card {path} cannot be read: {error.strerror or error}; check the file and "
+            "its permissions."
+        ) from error
     reader = _TableReader(path, "", document)
 
     name = reader.string("name")
@@ -286,15 +298,27 @@ def parse_card(path: Path) -> DatasetCard:
             f"Dataset card {path} declares name {name!r}; the name must equal the file stem "
             f"{path.stem!r}. Rename the file or fix the name."
         )
+    year = reader.integer("year")
+    if year not in RELEASE_YEARS:
+        reader.fail(
+            "year", year,
+            f"use {' or '.join(map(str, RELEASE_YEARS))}, the release of the Amazon review data",
+        )
     processing = _parse_processing(reader.table("processing", required=False), path)
     raw_table = reader.table("raw", required=False)
     released_table = reader.table("released", required=False)
+    if raw_table is None and released_table is None:
+        raise DataError(
+            f"Dataset card {path} declares no source; add a [released] table (processed files "
+            "another project published) or a [raw] table (Amazon review files to download), "
+            "as datasets/README.md describes."
+        )
 
     card = DatasetCard(
         name=name,
         title=reader.string("title"),
         category=reader.string("category"),
-        year=reader.integer("year"),
+        year=year,
         default_source=reader.string("default_source"),
         processing=processing,
         raw=_parse_raw(raw_table) if raw_table is not None else None,

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from clairo_bench.data.amazon2018 import load_raw_amazon
 from clairo_bench.data.cards import (
     DatasetCard,
     card_names,
+    datasets_dir,
     load_card,
 )
 from clairo_bench.data.dataset import DataError, Dataset
@@ -37,7 +39,7 @@ from clairo_bench.data.importers import (
     read_atomic_file,
     read_sequential_rows,
 )
-from clairo_bench.data.store import load_stored_dataset, save_dataset
+from clairo_bench.data.store import CACHE_READ_ERRORS, load_stored_dataset, save_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +51,53 @@ LOADER_VERSION = 1
 
 
 def list_datasets(data_dir: Path | str | None = None) -> list[DatasetCard]:
-    """Return the cards of all datasets in the datasets folder, sorted by name."""
+    """Return the cards of all datasets in the datasets folder, sorted by name.
+
+    Raises:
+        DataError: the folder is missing or a card is invalid (the first one found).
+    """
     return [load_card(name, data_dir) for name in card_names(data_dir)]
+
+
+@dataclass(frozen=True)
+class InvalidCard:
+    """A card file that failed to load.
+
+    Attributes:
+        path: the card file.
+        message: the DataError message, which names the file, the key and the fix.
+    """
+
+    path: Path
+    message: str
+
+
+@dataclass(frozen=True)
+class CardScan:
+    """Every card of the datasets folder, sorted by name, split into valid and invalid ones."""
+
+    cards: list[DatasetCard]
+    invalid: list[InvalidCard]
+
+
+def scan_datasets(data_dir: Path | str | None = None) -> CardScan:
+    """Load every card in the datasets folder, collecting the errors of invalid cards.
+
+    Unlike `list_datasets`, an invalid card does not hide the valid ones, so a listing can show
+    them and report each invalid card below.
+
+    Raises:
+        DataError: the datasets folder does not exist.
+    """
+    folder = datasets_dir(data_dir)
+    cards: list[DatasetCard] = []
+    invalid: list[InvalidCard] = []
+    for name in card_names(folder):
+        try:
+            cards.append(load_card(name, folder))
+        except DataError as error:
+            invalid.append(InvalidCard(path=folder / f"{name}.toml", message=str(error)))
+    return CardScan(cards=cards, invalid=invalid)
 
 
 def released_paths(card: DatasetCard) -> list[Path]:
@@ -139,6 +186,18 @@ def _verify_hashes(card: DatasetCard, source: str, files: dict[str, str]) -> Non
                 f"{card.path} expects {expected_hash}. The file was changed or replaced; restore the "
                 "original or, if the new file is intended, update the card."
             )
+
+
+def _read_cached_dataset(path: Path) -> Dataset | None:
+    """Read a dataset cache file; return None when it is unreadable or of another format."""
+    try:
+        return load_stored_dataset(path)
+    except CACHE_READ_ERRORS as error:
+        logger.warning(
+            "Dataset cache file %s is unreadable (%s: %s); rebuilding it.",
+            path, type(error).__name__, error,
+        )
+        return None
 
 
 def _import_released(card: DatasetCard) -> Dataset:
@@ -250,7 +309,7 @@ def load_dataset(
         key = _cache_key(card, chosen, stored_hashes)
         cache_path = cache_folder / "datasets" / f"{card.name}-{chosen}-{key}.npz"
         if cache_path.is_file():
-            cached = load_stored_dataset(cache_path)
+            cached = _read_cached_dataset(cache_path)
             if cached is not None:
                 logger.info("Dataset cache hit: %s", cache_path)
                 return cached

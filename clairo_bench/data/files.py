@@ -141,6 +141,11 @@ def parse_json(text_file: TextFile) -> Any:
             f"{text_file.path} is not valid JSON at line {error.lineno}, column {error.colno}: "
             f"{error.msg}. The file is truncated or damaged; copy or download it again."
         ) from error
+    except RecursionError:
+        raise DataError(
+            f"{text_file.path} nests JSON arrays or objects too deeply to parse; the file is "
+            "damaged. Copy or download it again."
+        ) from None
 
 
 def file_sha256(path: Path) -> str:

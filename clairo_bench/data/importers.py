@@ -19,6 +19,7 @@ SHA-256 of their decompressed content and the count of every policy applied.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -466,6 +467,11 @@ def read_atomic_file(path: Path) -> AtomicTable:
                 f"{path}: header field {header_field!r} must be 'name:type' with type one of "
                 f"{', '.join(_ATOMIC_TYPES)}."
             )
+        if any(column == declared for declared, _ in columns):
+            raise DataError(
+                f"{path}: the header declares column {column!r} twice, so it is unclear which "
+                "one holds the data; remove or rename one of them."
+            )
         columns.append((column, column_type))
     rows = []
     for line_number, line in enumerate(lines[1:], start=2):
@@ -480,13 +486,23 @@ def read_atomic_file(path: Path) -> AtomicTable:
         for (column, column_type), value in zip(columns, fields):
             if column_type == "float":
                 try:
-                    float(value)
+                    number = float(value)
                 except ValueError:
                     raise DataError(
                         f"{path}, line {line_number}: column {column} must be a number, "
                         f"got {value!r}."
                     ) from None
+                # A NaN timestamp would leave the order of a user's interactions undefined.
+                if not math.isfinite(number):
+                    raise DataError(
+                        f"{path}, line {line_number}: column {column} must be a finite number, "
+                        f"got {value!r}; fix or remove the line."
+                    )
         rows.append(fields)
+    if not rows:
+        raise DataError(
+            f"{path} has a header but no data rows; the file is empty or truncated."
+        )
     return AtomicTable(columns=columns, rows=rows, text_file=text_file)
 
 

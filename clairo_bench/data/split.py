@@ -21,6 +21,7 @@ import numpy as np
 
 from clairo_bench.io import atomic_write_npz
 from clairo_bench.data.dataset import DataError, Dataset
+from clairo_bench.data.store import CACHE_READ_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -219,9 +220,12 @@ def build_split(dataset: Dataset, settings: SplitSettings | None = None) -> Spli
             dataset.name, dropped, dataset.n_users, MIN_SEQUENCE_LENGTH,
         )
     if not train_users:
+        users = f"all {dataset.n_users} users have fewer" if dataset.n_users else "it has no users"
         raise DataError(
             f"Dataset {dataset.name!r} has no user with at least {MIN_SEQUENCE_LENGTH} "
-            "interactions, so no split can be built; check the k-core setting of its card."
+            f"interactions ({users}), so no leave-one-out split can be built. For the raw "
+            f"source, set k_core to {MIN_SEQUENCE_LENGTH} or more in [processing] of its card; "
+            "for a released source, check that the interaction file is complete."
         )
 
     def pairs(stage: str) -> EvalPairs:
@@ -267,8 +271,16 @@ def load_or_build_split(dataset: Dataset, settings: SplitSettings, cache_dir: Pa
     key = split_key(dataset.name, dataset.content_hash(), settings)
     path = Path(cache_dir) / "splits" / f"{dataset.name}-{key}.npz"
     if path.exists():
-        logger.info("Split cache hit: %s", path)
-        return Split.load(path)
+        try:
+            cached = Split.load(path)
+        except CACHE_READ_ERRORS as error:
+            logger.warning(
+                "Split cache file %s is unreadable (%s: %s); rebuilding it.",
+                path, type(error).__name__, error,
+            )
+        else:
+            logger.info("Split cache hit: %s", path)
+            return cached
     split = build_split(dataset, settings)
     split.save(path)
     logger.info("Split built and cached: %s", path)

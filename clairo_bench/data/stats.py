@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from clairo_bench.data.dataset import Dataset
+from clairo_bench.data.split import MIN_SEQUENCE_LENGTH
+
+logger = logging.getLogger(__name__)
 
 POPULARITY_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 
@@ -51,6 +55,8 @@ def dataset_stats(dataset: Dataset) -> dict[str, Any]:
 
     Keys of the returned dict:
     - name, users, items, interactions;
+    - split_users: users with at least MIN_SEQUENCE_LENGTH interactions, the ones the
+      leave-one-out split keeps (a warning is logged when there are none);
     - density: interactions / (users x items);
     - sequence_length: min, mean, median and max;
     - item_popularity: interactions per item at POPULARITY_QUANTILES (linear interpolation);
@@ -67,6 +73,13 @@ def dataset_stats(dataset: Dataset) -> dict[str, Any]:
         np.add.at(popularity, sequence, 1)
     n_users, n_items = dataset.n_users, dataset.n_items
     interactions = int(lengths.sum())
+    split_users = int((lengths >= MIN_SEQUENCE_LENGTH).sum())
+    if not split_users:
+        logger.warning(
+            "Dataset %s: no user has %d or more interactions (%d users in all), so no split can "
+            "be built and every run on it fails.",
+            dataset.name, MIN_SEQUENCE_LENGTH, n_users,
+        )
     content = _content_coverage(dataset) if dataset.item_meta is not None else None
     codes = _code_stats(dataset)
 
@@ -96,6 +109,7 @@ def dataset_stats(dataset: Dataset) -> dict[str, Any]:
         "users": n_users,
         "items": n_items,
         "interactions": interactions,
+        "split_users": split_users,
         "density": interactions / (n_users * n_items) if n_users and n_items else 0.0,
         "sequence_length": sequence_length,
         "item_popularity": quantiles,

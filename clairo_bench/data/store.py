@@ -7,6 +7,8 @@ the file loads with allow_pickle=False.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,14 @@ from clairo_bench.data.dataset import Dataset, ItemCodes, ItemMeta
 from clairo_bench.io import atomic_write_npz
 
 STORE_FORMAT_VERSION = 1
+
+# Exceptions that numpy and zipfile raise for a cache file that is cut short, empty or
+# overwritten. An empty file gives EOFError, a missing zip directory BadZipFile and a damaged
+# member zlib.error. A missing array or a malformed JSON header gives ValueError, KeyError or
+# TypeError. Readers of the dataset and split caches treat all of them as a cache miss.
+CACHE_READ_ERRORS = (
+    OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error
+)
 
 
 def _json_array(payload: Any) -> np.ndarray:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -99,7 +100,8 @@ class StageCache:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files if name != _META_ARRAY}
                 meta = json.loads(bytes(data[_META_ARRAY]).decode())
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        # EOFError comes from an empty file and zlib.error from a damaged member.
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as error:
             logger.warning("Cache file %s is unreadable (%s); rebuilding it.", path, error)
             return None
         return arrays, meta

@@ -22,7 +22,11 @@ from clairo_bench.features.encoders import (
 )
 from clairo_bench.features.images import download_images, find_image_file, load_image
 from clairo_bench.features.precomputed import load_embeddings
-from clairo_bench.features.settings import FeatureSettings, ProgressCallback
+from clairo_bench.features.settings import (
+    SETTINGS_SYNTAX_HINT,
+    FeatureSettings,
+    ProgressCallback,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +40,9 @@ def item_texts(dataset: Dataset) -> list[str]:
     if dataset.item_meta is None:
         raise DataError(
             f"Dataset {dataset.name!r} has no item metadata, so text embeddings cannot be "
-            "computed; pass precomputed embeddings (text_embeddings=FILE) or use the dataset's "
-            "codes (source=precomputed)."
+            "computed; set text_embeddings (with text_embedding_ids for a .npy file) to a file "
+            "of precomputed embeddings, or use the dataset's codes (source=precomputed). "
+            + SETTINGS_SYNTAX_HINT
         )
     texts = [meta.text() if meta is not None else "" for meta in dataset.item_meta]
     empty = sum(1 for text in texts if not text)
@@ -75,6 +80,11 @@ def text_embedding_stage(
     return cache.run("embed:text", inputs, build)
 
 
+def image_folder(settings: FeatureSettings, cache_dir: Path) -> Path:
+    """Return the folder of item images: image_dir, or `<cache_dir>/images` when it is unset."""
+    return Path(settings.image_dir) if settings.image_dir else Path(cache_dir) / "images"
+
+
 def image_embedding_stage(
     dataset: Dataset,
     settings: FeatureSettings,
@@ -89,7 +99,7 @@ def image_embedding_stage(
     """
     if settings.image_embeddings is not None:
         return _file_stage("embed:image", "image", dataset, settings, cache)
-    folder = Path(settings.image_dir) if settings.image_dir else Path(cache_dir) / "images"
+    folder = image_folder(settings, cache_dir)
     metas = dataset.item_meta or [None] * dataset.n_items
     download_summary = None
     if settings.download_images:

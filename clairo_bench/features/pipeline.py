@@ -25,7 +25,11 @@ from clairo_bench.features.codes import (
     assemble_features,
     features_from_dataset_codes,
 )
-from clairo_bench.features.embeddings import image_embedding_stage, text_embedding_stage
+from clairo_bench.features.embeddings import (
+    image_embedding_stage,
+    image_folder,
+    text_embedding_stage,
+)
 from clairo_bench.features.quantize import faiss_gpu_available, fit_pca, resolve_opq_bits, train_opq
 from clairo_bench.features.settings import FeatureSettings, ProgressCallback
 from clairo_bench.io import atomic_write_text
@@ -166,9 +170,16 @@ def _check_missing_images(
     present = images.arrays["present"]
     absent = np.flatnonzero(~present)
     if len(absent) == dataset.n_items and dataset.n_items:
+        if settings.image_embeddings is not None:
+            raise DataError(
+                f"None of the {dataset.n_items} items of dataset {dataset.name!r} has a row in "
+                f"the image embedding file {settings.image_embeddings}; its identifiers must be "
+                f"this dataset's item ids, such as {dataset.item_ids[0]!r}. Fix the file or its "
+                "id list, or leave images out with modalities=text."
+            )
         raise DataError(
             f"None of the {dataset.n_items} items of dataset {dataset.name!r} has a usable image "
-            f"({images.meta.get('source')}, image folder {images.meta.get('image_dir')}). "
+            f"({images.meta.get('source')}, image folder {image_folder(settings, cache_dir)}). "
             "Check image_dir, download_images and the network, or leave images out with "
             "modalities=text."
         )

@@ -62,22 +62,69 @@ def read_embedding_file(
             f"Embedding file {path} stores no item identifiers; pass the matching id list "
             "(*_embedding_ids) as a .txt or .json file."
         )
-    vectors = np.load(path, allow_pickle=False)
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    # np.load raises EOFError for an empty file and ValueError for a cut-off array, a pickle or
+    # an object array.
+    except (OSError, EOFError, ValueError) as error:
+        if "pickle" in str(error):
+            raise DataError(
+                f"Embedding file {path} contains pickled Python objects or an object array, "
+                "which are not loaded because unpickling can run code; save a float array with "
+                "numpy.save."
+            ) from error
+        raise DataError(
+            f"Embedding file {path} cannot be read as a .npy array ({error}). Write it with "
+            "numpy.save from a float array, or copy it again if it is cut off."
+        ) from error
+    if not isinstance(vectors, np.ndarray):
+        raise DataError(
+            f"Embedding file {path} is not a .npy array file; write it with numpy.save."
+        )
     if vectors.ndim != 2:
         raise DataError(
             f"Embedding file {path} must hold a 2-D array (items x dimensions), "
             f"got shape {vectors.shape}."
         )
+    _check_numeric_dtype(path, vectors.dtype)
     ids = read_id_list(Path(ids_path), n_rows=vectors.shape[0])
-    return ids, vectors.astype(np.float32, copy=False)
+    # Values beyond the float32 range become infinite here; join_embeddings reports them.
+    with np.errstate(over="ignore"):
+        return ids, vectors.astype(np.float32, copy=False)
+
+
+def _check_numeric_dtype(path: Path, dtype: np.dtype) -> None:
+    # Booleans, integers and real floats convert to float32. A complex array would lose its
+    # imaginary part in that conversion, so it is rejected.
+    if dtype.kind == "c":
+        raise DataError(
+            f"Embedding file {path} contains complex numbers ({dtype}); embeddings must be real. "
+            "Save the real-valued vectors instead."
+        )
+    if dtype.kind not in "biuf":
+        raise DataError(
+            f"Embedding file {path} contains {dtype} values, not numbers; save a float array."
+        )
 
 
 def read_id_list(path: Path, n_rows: int) -> list[str]:
     """Read the identifier of each of `n_rows` matrix rows from a .txt or .json file."""
     if not path.is_file():
         raise DataError(f"Identifier list {path} does not exist; check *_embedding_ids.")
+    text = _read_id_text(path)
     if path.suffix == ".json":
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(
+                f"Identifier list {path} is not valid JSON at line {error.lineno}, column "
+                f"{error.colno}: {error.msg}. The file is cut off or damaged; write it again."
+            ) from error
+        except RecursionError:
+            raise DataError(
+                f"Identifier list {path} nests JSON too deeply to parse; it must contain a flat "
+                "list of identifiers or an {identifier: row} object."
+            ) from None
         if isinstance(payload, list):
             ids = [str(item_id) for item_id in payload]
         elif isinstance(payload, dict):
@@ -88,7 +135,7 @@ def read_id_list(path: Path, n_rows: int) -> list[str]:
                 f"{{identifier: row}} object, got {type(payload).__name__}."
             )
     else:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = text.splitlines()
         while lines and not lines[-1].strip():
             lines.pop()
         ids = [line.strip() for line in lines]
@@ -104,6 +151,16 @@ def read_id_list(path: Path, n_rows: int) -> list[str]:
             f"{n_rows} rows; pass the id list written with that matrix."
         )
     return ids
+
+
+def _read_id_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"Identifier list {path} is not valid UTF-8 at byte {error.start}; write it as UTF-8 "
+            "text."
+        ) from error
 
 
 def _ids_from_row_map(path: Path, payload: dict, n_rows: int) -> list[str]:
@@ -130,7 +187,14 @@ def _ids_from_row_map(path: Path, payload: dict, n_rows: int) -> list[str]:
 def _read_parquet(path: Path, id_column: str) -> tuple[list[str], np.ndarray]:
     import pandas as pd
 
-    table = pd.read_parquet(path)
+    try:
+        table = pd.read_parquet(path)
+    # pyarrow's ArrowInvalid is a ValueError and its ArrowIOError an OSError.
+    except (OSError, ValueError) as error:
+        raise DataError(
+            f"Embedding file {path} cannot be read as a parquet table ({error}); write it "
+            "again, or copy it again if it is cut off."
+        ) from error
     if id_column not in table.columns:
         raise DataError(
             f"Parquet file {path} has no identifier column {id_column!r} (columns: "
@@ -140,7 +204,7 @@ def _read_parquet(path: Path, id_column: str) -> tuple[list[str], np.ndarray]:
     value_columns = [column for column in table.columns if column != id_column]
     if len(value_columns) == 1 and table[value_columns[0]].dtype == object:
         # One column of per-row sequences, as pyarrow reads a list<float> column.
-        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in table[value_columns[0]]])
+        vectors = _stack_list_column(path, value_columns[0], table[value_columns[0]], ids)
     else:
         non_numeric = [c for c in value_columns if not pd.api.types.is_numeric_dtype(table[c])]
         if non_numeric or not value_columns:
@@ -152,19 +216,47 @@ def _read_parquet(path: Path, id_column: str) -> tuple[list[str], np.ndarray]:
     return ids, vectors
 
 
+def _stack_list_column(path: Path, column: str, values: Sequence, ids: list[str]) -> np.ndarray:
+    rows = []
+    for row, value in enumerate(values):
+        try:
+            vector = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            vector = None
+        if vector is None or vector.ndim != 1:
+            raise DataError(
+                f"Parquet file {path}, row {row} (item {ids[row]!r}): column {column!r} must "
+                f"hold a list of numbers, got {str(value)[:80]}."
+            )
+        if rows and len(vector) != len(rows[0]):
+            raise DataError(
+                f"Parquet file {path}, row {row} (item {ids[row]!r}): column {column!r} has "
+                f"{len(vector)} values, but row 0 has {len(rows[0])}; every embedding needs the "
+                "same dimension."
+            )
+        rows.append(vector)
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack(rows)
+
+
 def join_embeddings(
     file_ids: Sequence[str], vectors: np.ndarray, item_ids: Sequence[str], source: str
 ) -> JoinedEmbeddings:
     """Place each file row at the item index of its identifier.
 
     Raises:
-        DataError: the file names an identifier twice.
+        DataError: the file names an identifier twice, or a row joined to an item contains NaN or
+            infinite values (rows of items outside the dataset are not checked).
     """
     item_index = {item_id: index for index, item_id in enumerate(item_ids)}
     aligned = np.zeros((len(item_ids), vectors.shape[1]), dtype=np.float32)
     present = np.zeros(len(item_ids), dtype=bool)
     seen: set[str] = set()
     unknown = 0
+    # Values beyond the float32 range became infinite when the file was read as float32.
+    finite_rows = np.isfinite(vectors).all(axis=1)
+    non_finite: list[tuple[int, str]] = []
     for row, item_id in enumerate(file_ids):
         if item_id in seen:
             raise DataError(
@@ -176,8 +268,17 @@ def join_embeddings(
         if index is None:
             unknown += 1
             continue
+        if not finite_rows[row]:
+            non_finite.append((row, item_id))
         aligned[index] = vectors[row]
         present[index] = True
+    if non_finite:
+        row, item_id = non_finite[0]
+        raise DataError(
+            f"Embedding file {source} has NaN or infinite values in {len(non_finite)} row(s) "
+            f"of this dataset's items, first in row {row} (item {item_id!r}; rows count from "
+            "0). Fix or regenerate the embeddings."
+        )
     if unknown:
         logger.info(
             "Embedding file %s: ignored %d of %d rows whose items are not in the dataset.",

@@ -21,6 +21,15 @@ MISSING_IMAGE_POLICIES = ("zero", "drop", "text_only")
 SMALL_TRAIN_POLICIES = ("error", "reduce_bits")
 MAX_OPQ_BITS = 16
 
+# Appended to messages that ask for a feature setting, because the syntax differs between the
+# commands. The field names come from the method configs (SemanticIdConfig, ActionPieceConfig).
+SETTINGS_SYNTAX_HINT = (
+    "`clairo-bench features build` takes each feature setting as --set KEY=VALUE. "
+    "`clairo-bench run` takes them as one comma-separated list per method, for example "
+    "--set tiger.features=text_embeddings=A.npy,text_embedding_ids=A.txt; the list is called "
+    "features in tiger and mql4grec and feature_settings in actionpiece and clairo."
+)
+
 ProgressCallback = Callable[[str, int, int], None]
 """Progress report: (task description, units done, units in total)."""
 
@@ -182,12 +191,14 @@ class FeatureSettings:
             if ids is not None and embeddings is None:
                 raise ValueError(
                     f"{modality}_embedding_ids={ids!r} is set without {modality}_embeddings; "
-                    f"set {modality}_embeddings to the .npy file those identifiers describe."
+                    f"set {modality}_embeddings to the .npy file those identifiers describe. "
+                    + SETTINGS_SYNTAX_HINT
                 )
             if embeddings is not None and embeddings.endswith(".npy") and ids is None:
                 raise ValueError(
                     f"{modality}_embeddings={embeddings!r} is a .npy file, which stores no item "
-                    f"identifiers; set {modality}_embedding_ids to a .txt or .json id list."
+                    f"identifiers; set {modality}_embedding_ids to a .txt or .json id list. "
+                    + SETTINGS_SYNTAX_HINT
                 )
 
         self._check_quantizer_dimensions()

@@ -59,16 +59,22 @@ def load_trained_method(run_dir: Path, cache_dir: Path) -> TrainedRun:
         method_values = config["method_config"]
         dataset_name = config["dataset"]["name"]
         dataset_hash = config["dataset"]["content_hash"]
-        max_history_items = config["split"]["max_history_items"]
-        plugins = job.get("plugins", [])
+        split_settings = build_config(SplitSettings, {"max_history_items": config["split"]["max_history_items"]},
+                                      owner="split")
+        plugins = list(job.get("plugins", []))
     except (DamagedFileError, FileNotFoundError) as error:
         raise DataError(f"{error}; {rerun}.") from None
-    except (KeyError, TypeError) as error:
+    except KeyError as error:
         raise DataError(f"{config_path} is damaged: it lacks the field {error}; {rerun}.") from None
+    except (TypeError, ValueError, ConfigError) as error:
+        raise DataError(f"{config_path} or job.json is damaged: {error}; {rerun}.") from None
     for reference in plugins:
         register_plugin(reference)
     method_class = get_method_class(method_name)
-    method_config = build_config(method_class.config_class, method_values, owner=method_name)
+    try:
+        method_config = build_config(method_class.config_class, method_values, owner=method_name)
+    except (ConfigError, TypeError, ValueError) as error:
+        raise DataError(f"{config_path} has an invalid method_config: {error} {rerun}.") from None
 
     dataset = load_dataset(dataset_name)
     if dataset.content_hash() != dataset_hash:
@@ -77,7 +83,6 @@ def load_trained_method(run_dir: Path, cache_dir: Path) -> TrainedRun:
             f"{dataset.content_hash()} instead of {dataset_hash}); "
             "re-run the job on the current data."
         )
-    split_settings = SplitSettings(max_history_items=max_history_items)
     split = load_or_build_split(dataset, split_settings, cache_dir)
     method = method_class(method_config)
     try:

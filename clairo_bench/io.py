@@ -75,9 +75,29 @@ def read_json_file(path: Path, expected: type = dict) -> Any:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DamagedFileError(f"{path} is damaged: not valid JSON ({error})") from None
+    except RecursionError:
+        raise DamagedFileError(f"{path} is damaged: its JSON nests too deeply to read") from None
+    except IsADirectoryError:
+        raise DamagedFileError(f"{path} is a folder, not a file") from None
     if not isinstance(payload, expected):
         raise DamagedFileError(
             f"{path} is damaged: it contains a JSON {type(payload).__name__}, expected a "
             f"{'JSON object' if expected is dict else expected.__name__}"
         )
     return payload
+
+
+def folder_path_error(path: Path, option: str) -> str | None:
+    """Describe why `path` cannot be used or created as a folder, or return None when it can.
+
+    Only the nearest existing part of the path is checked, because the rest gets created.
+    """
+    path = Path(path)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if existing.is_dir():
+                return None
+            if existing == path:
+                return f"{option} {path} is a file, not a folder; give a folder path."
+            return f"{option} {path} cannot be created because {existing} is a file; give a folder path."
+    return None

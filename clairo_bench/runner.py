@@ -275,7 +275,7 @@ def execute_job(job: Job, runs_dir: Path, cache_dir: Path, device: str = "auto")
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        message = f"another process is running this job in {run_dir}; wait for it to finish"
+        message = _locked_message(run_dir)
         logger.error("Job %s on %s (seed %d): %s.", job.method, job.dataset, job.seed, message)
         return JobOutcome(job, "failed", run_dir, error=message)
     started = time.perf_counter()
@@ -292,6 +292,15 @@ def execute_job(job: Job, runs_dir: Path, cache_dir: Path, device: str = "auto")
     finally:
         lock.close()
     return JobOutcome(job, "finished", run_dir, summary)
+
+
+# A job process that finds its run directory locked exits with this code (EX_TEMPFAIL of
+# sysexits.h): it writes nothing there, because the files belong to the process that holds the lock.
+LOCKED_EXIT_CODE = 75
+
+
+def _locked_message(run_dir: Path) -> str:
+    return f"another process is running this job in {run_dir}; wait for it to finish"
 
 
 def _run_job(job: Job, run_dir: Path, cache_dir: Path, device: str, started: float) -> dict[str, Any]:
@@ -623,6 +632,8 @@ def _job_process(job: Job, runs_dir: Path, cache_dir: Path, device: str, level: 
         raise SystemExit(130) from None
     if outcome.status == "skipped":
         atomic_write_text(job.run_dir(runs_dir) / ".skipped", "")
+    if outcome.status == "failed" and outcome.error == _locked_message(job.run_dir(runs_dir)):
+        raise SystemExit(LOCKED_EXIT_CODE)
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -634,6 +645,8 @@ def _outcome_from_run_dir(job: Job, runs_dir: Path, exitcode: int | None,
                           skipped: bool = False) -> JobOutcome:
     """Read what a job process left behind; a process that died early left neither file."""
     run_dir = job.run_dir(runs_dir)
+    if exitcode == LOCKED_EXIT_CODE:
+        return JobOutcome(job, "failed", run_dir, error=_locked_message(run_dir))
     skipped_marker = run_dir / ".skipped"
     if (run_dir / "summary.json").exists():
         status = "skipped" if skipped or skipped_marker.exists() else "finished"
@@ -666,11 +679,11 @@ def _drop_partial_log_line(log_path: Path) -> None:
     content = log_path.read_bytes()
     if not content or content.endswith(b"\n"):
         return
-    kept = content[: content.rfind(b"\n") + 1]
+    complete_lines = content[: content.rfind(b"\n") + 1]
     logger.warning("%s ends in an unfinished line (%d bytes), left by an interrupted write; "
-                   "dropping it.", log_path, len(content) - len(kept))
+                   "dropping it.", log_path, len(content) - len(complete_lines))
     with atomic_path(log_path) as temporary:
-        temporary.write_bytes(kept)
+        temporary.write_bytes(complete_lines)
 
 
 def read_train_log(log_path: Path) -> list[dict[str, Any]]:
@@ -683,13 +696,22 @@ def read_train_log(log_path: Path) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             record = None
-        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+        if not _is_epoch_record(record):
             logger.warning("%s line %d is not an epoch record; skipping it (%.60s).", log_path, number, line)
             continue
         records.append(record)
     return records
+
+
+def _is_epoch_record(record: Any) -> bool:
+    """Check the fields that the summary reads: an integer epoch and numeric loss, time, metrics."""
+    if not isinstance(record, dict) or type(record.get("epoch")) is not int:
+        return False
+    numeric = [value for name, value in record.items()
+               if name in ("train_loss", "seconds") or name.startswith("valid_")]
+    return all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in numeric)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

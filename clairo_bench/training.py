@@ -124,32 +124,40 @@ def train_with_early_stopping(
     stale = 0
 
     if last_path.exists():
+        fix = "Delete it to restart training from epoch 1, or restore it from a copy."
         try:
             state = torch.load(last_path, map_location="cpu", weights_only=False)
-        except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-            # Checkpoints are written atomically, but a disk or copy error can still damage one.
-            # torch's own message names neither the file nor the fix.
+        # Checkpoints are written atomically, but a disk or copy error can still damage one.
+        # torch's own messages name neither the file nor the fix.
+        except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as error:
             raise CheckpointError(
-                f"Checkpoint {last_path} is damaged ({type(error).__name__}: {error}). Delete it "
-                "to restart training from epoch 1, or restore it from a copy."
+                f"Checkpoint {last_path} is damaged ({type(error).__name__}: {error}). {fix}"
             ) from error
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise CheckpointError(
                 f"Checkpoint {last_path} has version "
                 f"{state.get('version') if isinstance(state, dict) else None}, expected "
-                f"{CHECKPOINT_VERSION}; delete the run directory to start over."
+                f"{CHECKPOINT_VERSION}. {fix}"
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        _restore_rng_state(state["rng"])
-        if restore_extra_state is not None and state.get("extra") is not None:
-            restore_extra_state(state["extra"])
-        start_epoch = state["epoch"] + 1
-        best_epoch, best_score = state["best_epoch"], state["best_score"]
-        stale, history = state["stale"], state["history"]
-        best_weights = state.get("best_model")
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            _restore_rng_state(state["rng"])
+            if restore_extra_state is not None and state.get("extra") is not None:
+                restore_extra_state(state["extra"])
+            start_epoch = int(state["epoch"]) + 1
+            best_epoch, best_score = int(state["best_epoch"]), float(state["best_score"])
+            stale, history = int(state["stale"]), list(state["history"])
+            best_weights = state.get("best_model")
+        # Such a checkpoint is damaged, or was written by code whose profile gave the model
+        # other settings under the same job key.
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(
+                f"Checkpoint {last_path} does not fit this job's model ({type(error).__name__}: "
+                f"{str(error)[:300]}). {fix}"
+            ) from error
         logger.info("Resuming from %s at epoch %d (best so far: epoch %d).",
                     last_path, start_epoch, best_epoch)
     else:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -299,6 +301,22 @@ def test_second_fit_reuses_cached_vocabulary(fitted, monkeypatch):
     second = ActionPiece(ActionPiece.resolve_config("smoke", settings))
     second.fit(dataset, split, again)
     assert second.vocabulary.merges == method.vocabulary.merges
+
+
+def test_damaged_cached_vocabulary_is_rebuilt(fitted, caplog):
+    method, dataset, split, context, tmp_path = fitted
+    cache_dir = tmp_path / "damaged-cache"
+    shutil.copytree(context.cache_dir, cache_dir)
+    [cached] = (cache_dir / "vocabularies").glob("*.json")
+    cached.write_text(cached.read_text()[:100])
+    again = run_context(tmp_path / "damaged", split)
+    again.cache_dir = cache_dir
+    second = ActionPiece(ActionPiece.resolve_config("smoke", {**TEST_SETTINGS, "max_epochs": 1}))
+    with caplog.at_level(logging.WARNING):
+        second.fit(dataset, split, again)
+    assert f"Vocabulary cache file {cached} is unreadable" in caplog.text
+    assert second.vocabulary.merges == method.vocabulary.merges
+    assert ActionPieceVocabulary.load(cached).merges == method.vocabulary.merges
 
 
 def test_fit_resumes_from_its_checkpoints(fitted, monkeypatch):

@@ -231,3 +231,103 @@ def test_cli_rejects_cuda_without_device_before_jobs(tiny_datasets_dir, tmp_path
     assert result.exit_code == 2
     assert "torch sees no CUDA device" in _flat(result.output)
     assert not (tmp_path / "runs").exists()
+
+
+def test_read_train_log_skips_non_numeric_values(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"epoch": 1, "valid_ndcg@10": 0.5}\n{"epoch": 2, "valid_ndcg@10": "x"}\n'
+                   '{"epoch": 3, "seconds": "abc"}\n' + "[" * 100_000 + "\n{\"epoch\": 4, \"seconds\": 1}\n")
+    assert [record["epoch"] for record in read_train_log(log)] == [1, 4]
+
+
+def _resume(work_dir: Path, model: torch.nn.Module | None = None) -> None:
+    model = model or torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_with_early_stopping(model, optimizer, lambda epoch: 0.0, lambda: {"ndcg@10": 0.0},
+                              EarlyStopping(max_epochs=2, patience=1), work_dir, lambda record: None)
+
+
+def test_checkpoint_of_zero_bytes_names_file(tmp_path):
+    (tmp_path / "last.pt").write_bytes(bytes(5000))
+    with pytest.raises(CheckpointError, match=r"last\.pt is damaged"):
+        _resume(tmp_path)
+
+
+def test_checkpoint_that_does_not_fit_names_file(tmp_path):
+    _resume(tmp_path)
+    torch.save({"version": 1}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match=r"last\.pt does not fit this job's model \(KeyError"):
+        _resume(tmp_path)
+
+
+def test_checkpoint_of_other_model_names_file(tmp_path):
+    _resume(tmp_path)
+    with pytest.raises(CheckpointError, match=r"does not fit this job's model \(RuntimeError"):
+        _resume(tmp_path, torch.nn.Linear(3, 1))
+
+
+def test_locked_job_is_reported_as_locked(pop_runs):
+    import fcntl
+
+    jobs, run_dirs, tmp_path = pop_runs
+    (run_dirs[0] / "summary.json").unlink()
+    (run_dirs[0] / "error.json").write_text('{"error": "an old failure"}')
+    with open(run_dirs[0] / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        outcomes = run_jobs(jobs[:1], tmp_path / "runs", tmp_path / "cache", isolate=True)
+    assert outcomes[0].status == "failed"
+    assert outcomes[0].error == f"another process is running this job in {run_dirs[0]}; wait for it to finish"
+
+
+def test_cli_rejects_folder_below_a_file(pop_runs):
+    _, run_dirs, tmp_path = pop_runs
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    wide = {"COLUMNS": "1000"}
+    run = CliRunner().invoke(app, ["run", "--methods", "pop", "--dataset", "tiny", "--profile", "smoke",
+                                   "--runs-dir", str(a_file / "sub")], env=wide)
+    assert run.exit_code == 2
+    assert f"--runs-dir {a_file / 'sub'} cannot be created because {a_file} is a file" in _flat(run.output)
+    recommend = CliRunner().invoke(app, ["recommend", "--run", str(run_dirs[0]), "--history", "#1",
+                                         "--cache-dir", str(a_file)], env=wide)
+    assert recommend.exit_code == 2
+    assert f"--cache-dir {a_file} is a file, not a folder" in _flat(recommend.output)
+    build = CliRunner().invoke(app, ["features", "build", "--dataset", "tiny", "--cache-dir", str(a_file)], env=wide)
+    assert build.exit_code == 1
+    assert f"--cache-dir {a_file} is a file, not a folder" in _flat(build.output)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda config: config.update(split="abc"), "config.json or job.json is damaged"),
+    (lambda config: config["split"].update(max_history_items="x"), "config.json or job.json is damaged"),
+    (lambda config: config["method_config"].update(unknown=1), "has an invalid method_config"),
+], ids=["split-string", "cap-string", "unknown-setting"])
+def test_recommend_names_wrong_typed_config(pop_runs, change, message):
+    _, run_dirs, tmp_path = pop_runs
+    config = json.loads((run_dirs[0] / "config.json").read_text())
+    change(config)
+    (run_dirs[0] / "config.json").write_text(json.dumps(config))
+    result = _recommend(run_dirs[0], tmp_path / "cache")
+    assert result.exit_code == 2
+    assert message in _flat(result.output)
+
+
+def test_job_seed_falls_back_to_folder_name(pop_runs):
+    _, run_dirs, tmp_path = pop_runs
+    job = json.loads((run_dirs[1] / "job.json").read_text())
+    (run_dirs[1] / "job.json").write_text(json.dumps({**job, "seed": "abc"}))
+    selection = select_runs(discover_runs(tmp_path / "runs", "tiny"), "tiny")
+    assert [run.seed for run in selection.runs] == [0, 1]
+
+
+def test_run_rejects_dataset_without_usable_users(tiny_datasets_dir, tmp_path):
+    import lzma
+
+    # Two interactions per user: too few for a training item, a validation and a test target.
+    with lzma.open(tiny_datasets_dir / "embedded" / "tiny" / "user_sequence.txt.xz", "wt") as handle:
+        handle.write("U1 I0001 I0002\nU2 I0002 I0003\n")
+    result = CliRunner().invoke(app, ["run", "--methods", "pop", "--dataset", "tiny", "--profile", "smoke",
+                                      "--runs-dir", str(tmp_path / "runs")], env={"COLUMNS": "1000"})
+    assert result.exit_code == 2
+    assert "Dataset 'tiny' has no user with at least 3 interactions" in _flat(result.output)
+    assert not (tmp_path / "runs").exists()

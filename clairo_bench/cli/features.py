@@ -14,6 +14,7 @@ from rich.table import Table
 from clairo_bench.data.dataset import DataError
 from clairo_bench.features import FeatureSettings, MissingWeightsError, apply_overrides
 from clairo_bench.features.settings import LAYOUTS, SOURCES, parse_assignments
+from clairo_bench.io import folder_path_error
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -59,6 +60,9 @@ def build(
         raise typer.BadParameter(str(error)) from error
 
     try:
+        problem = folder_path_error(cache_dir, "--cache-dir")
+        if problem:
+            raise DataError(problem)
         dataset = load_dataset(dataset_name, cache_dir=cache_dir)
         # The training items do not depend on max_history_items, so the default split settings
         # give the same PCA and OPQ training set as any other split of this dataset.

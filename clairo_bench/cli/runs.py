@@ -16,6 +16,8 @@ from rich.table import Column, Table
 
 from clairo_bench.data.catalog import load_dataset
 from clairo_bench.data.dataset import DataError
+from clairo_bench.data.split import MIN_SEQUENCE_LENGTH
+from clairo_bench.io import folder_path_error
 from clairo_bench.methods.base import PROFILES, ConfigError
 from clairo_bench.methods.registry import UnknownMethodError, get_method_class, register_plugin
 from clairo_bench.runner import RunInterrupted, expand_jobs, resolve_device, run_jobs
@@ -111,8 +113,9 @@ def run(
         if device.startswith("cuda"):
             resolve_device(device)  # without CUDA this fails once here instead of once per job
         for option, folder in (("--runs-dir", runs_dir), ("--cache-dir", cache_dir)):
-            if folder.exists() and not folder.is_dir():
-                raise ConfigError(f"{option} {folder} is a file, not a folder; give a folder path.")
+            problem = folder_path_error(folder, option)
+            if problem:
+                raise ConfigError(problem)
         for name in names:
             get_method_class(name)
         _check_overrides(overrides, names)
@@ -122,6 +125,13 @@ def run(
 
     try:
         loaded = load_dataset(dataset)
+        if not any(len(sequence) >= MIN_SEQUENCE_LENGTH for sequence in loaded.sequences):
+            # Checked once here; otherwise every job would fail with the same split error.
+            raise DataError(
+                f"Dataset {dataset!r} has no user with at least {MIN_SEQUENCE_LENGTH} interactions, "
+                "so no leave-one-out split can be built; `clairo-bench datasets stats "
+                f"{dataset}` shows its sequence lengths."
+            )
         dataset_hash = loaded.content_hash()
         jobs = expand_jobs(names, dataset, _parse_seeds(seeds), profile, overrides, plugin, dataset_hash)
         for job in jobs:
@@ -219,6 +229,9 @@ def recommend(
     if k < 1:
         raise typer.BadParameter(f"--k must be at least 1, got {k}.")
     try:
+        problem = folder_path_error(cache_dir, "--cache-dir")
+        if problem:
+            raise DataError(problem)
         trained = load_trained_method(run_dir, cache_dir)
         items = parse_history(history.split(","), trained.dataset)
     except (FileNotFoundError, DataError, ConfigError, NotImplementedError, UnknownMethodError) as error:

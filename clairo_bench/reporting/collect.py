@@ -116,6 +116,8 @@ class RunSelection:
 def list_datasets(runs_dir: Path) -> list[str]:
     """Return the dataset folders under `runs_dir` that contain at least one run directory."""
     runs_dir = Path(runs_dir)
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise ReportError(f"Runs folder {runs_dir} is a file; pass --runs-dir with the folder `run` wrote to.")
     if not runs_dir.is_dir():
         raise ReportError(f"Runs folder {runs_dir} does not exist; pass --runs-dir with the folder `run` wrote to.")
     return sorted(
@@ -166,12 +168,16 @@ def read_run_record(run_dir: Path, dataset: str, method: str) -> RunRecord | Non
         return None
     try:
         seed = int(job["seed"]) if "seed" in job else int(match["seed"])
-        profile = str(job["profile"]) if "profile" in job else match["profile"]
     except (TypeError, ValueError):
-        raise ReportError(
-            f"{run_dir / 'job.json'} names seed {job.get('seed')!r}, and the folder name does not "
-            "give one either; restore the file or move the folder out of the runs folder."
-        ) from None
+        if match is None:
+            raise ReportError(
+                f"{run_dir / 'job.json'} names seed {job.get('seed')!r}, and the folder name "
+                "gives none; restore the file or move the folder out of the runs folder."
+            ) from None
+        logger.warning("%s names seed %r; using seed %s from the folder name.",
+                       run_dir / "job.json", job.get("seed"), match["seed"])
+        seed = int(match["seed"])
+    profile = str(job["profile"]) if "profile" in job else match["profile"]
 
     summary = files.get("summary", {})
     error_path = run_dir / "error.json"

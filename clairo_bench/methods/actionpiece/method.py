@@ -248,8 +248,14 @@ class ActionPiece(Method):
         key = vocabulary_cache_key(features, split.key, self.config.vocab_size, pair_weights)
         path = Path(context.cache_dir) / "vocabularies" / f"{split.dataset_name}-{key}.json"
         if path.exists():
-            logger.info("Vocabulary cache hit: %s", path)
-            return ActionPieceVocabulary.load(path)
+            try:
+                vocabulary = ActionPieceVocabulary.load(path)
+            except (ValueError, KeyError, TypeError, OSError, RecursionError) as error:
+                # A cache file is rebuilt from its inputs, so a damaged one costs only time.
+                logger.warning("Vocabulary cache file %s is unreadable (%s); rebuilding it.", path, error)
+            else:
+                logger.info("Vocabulary cache hit: %s", path)
+                return vocabulary
         logger.info("Building an ActionPiece vocabulary of %d tokens for %s.",
                     self.config.vocab_size, split.dataset_name)
         progress = None

@@ -45,6 +45,6 @@ class Pop(Method):
                 f"{path} is invalid: it contains scores of shape {scores.shape} with "
                 f"{int(np.sum(~np.isfinite(scores)))} non-finite values, expected {split.n_items} "
                 f"finite scores, one per item of {dataset.name!r}. The file is damaged or belongs "
-                "to another dataset."
+                "to another dataset; rerun the job to write it again."
             )
         self.scores = scores

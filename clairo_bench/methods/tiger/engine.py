@@ -30,6 +30,7 @@ import torch
 
 from clairo_bench.data.dataset import DataError, Dataset
 from clairo_bench.data.split import Split
+from clairo_bench.data.store import CACHE_READ_ERRORS
 from clairo_bench.generative.rqvae import (
     COLLISION_RULES,
     RQVAESettings,
@@ -465,11 +466,17 @@ class SemanticIdMethod(Method):
         key = hash_array(np.frombuffer(json.dumps(key_payload, sort_keys=True).encode(), np.uint8))
         path = Path(context.cache_dir) / "semantic_ids" / f"{dataset.name}-{space}-{key}.npz"
         if path.exists():
-            with np.load(path) as stored:
-                record = json.loads(bytes(stored["record"]).decode())
-                codes = stored["codes"]
-            logger.info("Semantic IDs cache hit: %s", path)
-            return SemanticIds.from_record(codes, record | {"source": record["source"] + " (cached)"})
+            try:
+                with np.load(path, allow_pickle=False) as stored:
+                    record = json.loads(bytes(stored["record"]).decode())
+                    codes = stored["codes"]
+                cached = SemanticIds.from_record(codes, record | {"source": record["source"] + " (cached)"})
+            except CACHE_READ_ERRORS as error:
+                # A cache file is rebuilt from its inputs, so a damaged one costs only time.
+                logger.warning("Semantic ID cache file %s is unreadable (%s); rebuilding it.", path, error)
+            else:
+                logger.info("Semantic IDs cache hit: %s", path)
+                return cached
         ids, _ = build_semantic_ids(
             vectors, rqvae, config.collision_rule, train_rows=train_rows, seed=context.seed,
             device=str(self.device), source=f"RQ-VAE on {space} embeddings ({stage.meta.get('source', stage.stage)})",

@@ -107,14 +107,21 @@ def test_pickle_in_npy_file_is_rejected(tmp_path):
     with pytest.raises(DataError) as raised:
         load_embeddings(path, ids, ITEM_IDS)
     assert str(raised.value).startswith(
-        f"Embedding file {path} contains pickled Python objects or an object array"
+        f"Embedding file {path} is not a numeric .npy array: it is a pickle, an object array"
     )
+
+
+def test_text_file_named_npy_is_rejected(tmp_path):
+    path, ids = _write_pair(tmp_path, VECTORS)
+    path.write_text("0.1 0.2\n0.3 0.4\n")
+    with pytest.raises(DataError, match=r"emb\.npy is not a numeric \.npy array: .* or another file type"):
+        load_embeddings(path, ids, ITEM_IDS)
 
 
 def test_object_array_is_rejected(tmp_path):
     matrix = np.array([[1.0, "x"]] * 4, dtype=object)
     path, ids = _write_pair(tmp_path, matrix)
-    expected = r"emb\.npy contains pickled Python objects or an object array"
+    expected = r"emb\.npy is not a numeric \.npy array: it is a pickle, an object array"
     with pytest.raises(DataError, match=expected):
         load_embeddings(path, ids, ITEM_IDS)
 

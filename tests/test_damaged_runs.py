@@ -331,3 +331,19 @@ def test_run_rejects_dataset_without_usable_users(tiny_datasets_dir, tmp_path):
     assert result.exit_code == 2
     assert "Dataset 'tiny' has no user with at least 3 interactions" in _flat(result.output)
     assert not (tmp_path / "runs").exists()
+
+
+def test_leaderboard_leaves_out_run_with_damaged_per_user_file(pop_runs):
+    _, run_dirs, tmp_path = pop_runs
+    path = run_dirs[1] / "per_user_test.csv"
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("mrr@5")] = ""
+    path.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    result = CliRunner().invoke(app, ["leaderboard", "--dataset", "tiny", "--runs-dir", str(tmp_path / "runs"),
+                                      "--out", str(tmp_path / "boards"), "--no-plots", "--no-slices"])
+    assert result.exit_code == 0, result.output
+    table = _flat((tmp_path / "boards" / "tiny.md").read_text())
+    assert "damaged:" in table
+    assert "has no value for mrr@5" in table

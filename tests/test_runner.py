@@ -354,3 +354,12 @@ def test_reused_validation_checks_identity_and_drops_extra_cutoffs():
     assert runner._reused_validation(None, handed_out, (20,)) is None
     assert runner._reused_validation(handed_out[0], handed_out, (20,)) == {
         "ndcg@20": 0.6, "invalid_generation_rate": 0.1}
+
+
+def test_cli_table_shows_the_runs_own_cutoffs(tiny_datasets_dir, tmp_path):
+    result = cli("run", "--methods", "pop", "--dataset", "tiny", "--profile", "smoke", "--set", "eval.ks=5,50",
+                 "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    header = next(line for line in result.stdout.splitlines() if "method" in line and "seed" in line)
+    assert [cell.strip() for cell in header.split("┃")[4:8]] == ["recall@5", "ndcg@5", "recall@50", "ndcg@50"]
+    assert "Cut-offs 50 exceed the 24 items of tiny" in " ".join(result.stderr.split())

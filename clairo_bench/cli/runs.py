@@ -167,7 +167,13 @@ def _print_outcomes(console: Console, outcomes) -> None:
     """Print one row per job in the given order, then CLAIRO's vocabulary shares for the runs that recorded them."""
     if not console.is_terminal:
         console.width = max(console.width, 200)  # a log file has no terminal width to fit
-    headers = ["method", "seed", "status", *REPORTED_METRICS, "wall time (s)", "peak memory (MiB)", "run directory"]
+    # The usual columns, or the run's own cut-offs when `--set eval.ks` left those out.
+    present = {name for outcome in outcomes for name in outcome.summary.get("test", {})}
+    metrics = [name for name in REPORTED_METRICS if name in present] or sorted(
+        (name for name in present if name.split("@")[0] in ("recall", "ndcg")),
+        key=lambda name: (int(name.split("@")[1]), name.startswith("ndcg")),  # recall, then ndcg
+    )[:4] or list(REPORTED_METRICS)
+    headers = ["method", "seed", "status", *metrics, "wall time (s)", "peak memory (MiB)", "run directory"]
     # Fold long cells instead of cutting them: the run directory is what `recommend --run` needs.
     table = Table(*[Column(header, overflow="fold") for header in headers])
     for outcome in outcomes:
@@ -179,7 +185,7 @@ def _print_outcomes(console: Console, outcomes) -> None:
             status = f"[yellow]{outcome.status}[/yellow]"
         table.add_row(
             outcome.job.method, str(outcome.job.seed), status,
-            *[f"{test[m]:.4f}" if m in test else "-" for m in REPORTED_METRICS],
+            *[f"{test[m]:.4f}" if m in test else "-" for m in metrics],
             f"{outcome.summary['wall_time_s']:.0f}" if "wall_time_s" in outcome.summary else "-",
             f"{outcome.summary['peak_memory_mb']:.0f}" if "peak_memory_mb" in outcome.summary else "-",
             escape(str(outcome.run_dir)),

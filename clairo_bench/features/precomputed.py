@@ -68,10 +68,12 @@ def read_embedding_file(
     # an object array.
     except (OSError, EOFError, ValueError) as error:
         if "pickle" in str(error):
+            # numpy reports "pickled" data for any file without the .npy header, so the cause may be
+            # a file of another type under a .npy name.
             raise DataError(
-                f"Embedding file {path} contains pickled Python objects or an object array, "
-                "which are not loaded because unpickling can run code; save a float array with "
-                "numpy.save."
+                f"Embedding file {path} is not a numeric .npy array: it is a pickle, an object "
+                "array or another file type. Pickles are not loaded because unpickling can run "
+                "code; save a float array with numpy.save."
             ) from error
         raise DataError(
             f"Embedding file {path} cannot be read as a .npy array ({error}). Write it with "

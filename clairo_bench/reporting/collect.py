@@ -9,6 +9,7 @@ listed as missing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -26,6 +27,7 @@ from clairo_bench.runner import read_summary
 
 logger = logging.getLogger(__name__)
 
+METRIC_COLUMN = re.compile(r"(recall|ndcg|mrr)@[0-9]+")
 RUN_DIR_PATTERN = re.compile(r"^(?P<profile>.+)-seed(?P<seed>-?\d+)-(?P<key>[0-9a-f]+)$")
 PER_USER_FILE = "per_user_test.csv"
 
@@ -272,7 +274,7 @@ def select_runs(runs: Sequence[RunRecord], dataset: str, profile: str | None = N
 
 def collect_runs(runs_dir: Path, dataset: str, profile: str | None = None) -> RunSelection:
     """Discover, select and check the runs of one dataset for a report."""
-    selection = select_runs(discover_runs(runs_dir, dataset), dataset, profile)
+    selection = _leave_out_damaged_per_user(select_runs(discover_runs(runs_dir, dataset), dataset, profile))
     if not selection.runs:
         raise ReportError(
             f"Dataset {dataset!r} has no finished run of profile {selection.profile!r} in {runs_dir}; "
@@ -280,6 +282,21 @@ def collect_runs(runs_dir: Path, dataset: str, profile: str | None = None) -> Ru
         )
     check_comparable(selection.runs)
     return selection
+
+
+def _leave_out_damaged_per_user(selection: RunSelection) -> RunSelection:
+    """Move runs whose per_user_test.csv cannot be read to the missing runs, with the reason."""
+    usable, missing = [], list(selection.missing)
+    for run in selection.runs:
+        try:
+            load_per_user(run, ())
+        except ReportError as error:
+            logger.warning("Run %s is left out: %s", run.run_dir, error)
+            missing.append(MissingRun(run.dataset, run.method, run.seed, run.profile, f"damaged: {error}",
+                                      run.run_dir))
+        else:
+            usable.append(run)
+    return dataclasses.replace(selection, runs=tuple(usable), missing=tuple(missing))
 
 
 def comparison_fields(run: RunRecord) -> dict[str, Any]:
@@ -354,11 +371,14 @@ def load_per_user(run: RunRecord, metrics: Sequence[str]) -> pd.DataFrame:
             f"{path} lacks the columns {', '.join(absent)}; it has {', '.join(frame.columns)}. "
             "Choose metrics the evaluation computed (its cut-offs are in config.json)."
         )
-    unscored = frame[list(metrics)].isna().any(axis=1)
+    # Every metric column is checked, not only the requested ones: a hole in any of them means
+    # the file was damaged after the evaluator wrote it.
+    scored = [column for column in frame.columns if METRIC_COLUMN.fullmatch(column)]
+    unscored = frame[scored].isna().any(axis=1)
     if unscored.any():
         row = int(unscored.to_numpy().argmax())
         raise ReportError(
-            f"{path} has no value for {', '.join(m for m in metrics if pd.isna(frame[m].iloc[row]))} "
+            f"{path} has no value for {', '.join(m for m in scored if pd.isna(frame[m].iloc[row]))} "
             f"of user {frame['user_id'].iloc[row]!r} (data row {row + 1}); the file is damaged. "
             f"Delete {run.run_dir / 'summary.json'} and rerun the job to write it again."
         )

@@ -383,3 +383,12 @@ def test_stats_count_split_users(caplog):
         stats = dataset_stats(_dataset([2, 1]))
     assert stats["split_users"] == 0
     assert "Dataset toy: no user has 3 or more interactions (2 users in all)" in caplog.text
+
+
+def test_card_names_skip_folders_and_dangling_links(tmp_path):
+    _write_card(tmp_path, "alpha")
+    (tmp_path / "folder.toml").mkdir()
+    (tmp_path / "dangling.toml").symlink_to(tmp_path / "nowhere.toml")
+    scan = scan_datasets(tmp_path)
+    assert [card.name for card in scan.cards] == ["alpha"]
+    assert scan.invalid == []

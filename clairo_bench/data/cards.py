@@ -251,7 +251,8 @@ def card_names(directory: Path | str | None = None) -> list[str]:
             f"Datasets folder {folder} not found; set {DATASETS_DIR_ENV} or pass the folder "
             "that contains the *.toml dataset cards."
         )
-    return sorted(path.stem for path in folder.glob("*.toml"))
+    # Only files count: a folder or a dangling link named *.toml is no card.
+    return sorted(path.stem for path in folder.glob("*.toml") if path.is_file())
 
 
 def load_card(name: str, directory: Path | str | None = None) -> DatasetCard:

@@ -109,6 +109,17 @@ def parse_history(tokens: list[str], dataset: Dataset) -> np.ndarray:
         elif token in index:
             items.append(index[token])
         else:
+            same_but_case = [item_id for item_id in (token.upper(), token.lower()) if item_id in index]
+            if same_but_case:
+                raise DataError(
+                    f"Item {token!r} is not in dataset {dataset.name!r}, but {same_but_case[0]!r} "
+                    "is; identifiers are case-sensitive."
+                )
+            if token.isdigit():
+                raise DataError(
+                    f"Item {token!r} is not in dataset {dataset.name!r}; write item indices with a "
+                    f"hash, as #{token}."
+                )
             raise DataError(
                 f"Item {token!r} is not in dataset {dataset.name!r}; give identifiers such as "
                 f"{dataset.item_ids[0]} or item indices #0 to #{dataset.n_items - 1}. "

@@ -84,6 +84,28 @@ def test_cli_ranking_and_empty_history(pop_run):
     assert "Dataset tiny has no titles for these items" in " ".join(listed.output.split())
 
 
+def test_cli_rows_can_be_pasted_back(pop_run):
+    run_dir, cache_dir = pop_run
+    base = ["recommend", "--run", str(run_dir), "--cache-dir", str(cache_dir), "--k", "2"]
+    first = CliRunner().invoke(app, [*base, "--history", "I0001"], terminal_width=200)
+    assert first.exit_code == 0, first.output
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in first.output.splitlines()
+            if line.startswith("│")]
+    assert [len(row) for row in rows] == [3, 3]  # no title column without titles
+    for _, index, identifier in rows:
+        assert index == f"#{int(identifier[1:])}"  # tiny's item I000N has index N
+    again = CliRunner().invoke(app, [*base, "--history", ",".join(row[1] for row in rows)], terminal_width=200)
+    assert again.exit_code == 0, again.output
+
+
+def test_parse_history_hints_case_and_hash(tiny_datasets_dir):
+    dataset = load_dataset("tiny")
+    with pytest.raises(DataError, match="'i0001' is not in dataset 'tiny', but 'I0001' is; identifiers are case"):
+        parse_history(["i0001"], dataset)
+    with pytest.raises(DataError, match="write item indices with a hash, as #7"):
+        parse_history(["7"], dataset)
+
+
 def test_cli_short_list_and_brackets(pop_run):
     run_dir, cache_dir = pop_run
     runner = CliRunner()

@@ -111,3 +111,11 @@ def test_seed_averaged_per_user_rejects_missing_metric(tmp_path):
     selection = collect_runs(tmp_path, "toy")
     with pytest.raises(ReportError, match="recall@20"):
         seed_averaged_per_user(selection.runs_of("pop"), ["recall@20"])
+
+
+def test_collect_without_finished_runs_names_other_profiles(tmp_path):
+    write_run(tmp_path, "pop", 0, ranks_with_hits(4, 1), profile="smoke")
+    write_run(tmp_path, "clairo", 0, ranks_with_hits(4, 1), profile="quick", status="incomplete")
+    with pytest.raises(ReportError) as caught:
+        collect_runs(tmp_path, "toy", profile="quick")
+    assert "Finished runs exist for profile(s) smoke; pass --profile with one of them." in str(caught.value)

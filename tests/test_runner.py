@@ -145,6 +145,7 @@ def test_ctrl_c_prints_table_and_exits_130(tiny_datasets_dir, tmp_path, to_group
     assert "finished" in rows["pop"]
     assert "interrupted" in rows["slow-epochs"]
     assert "not started" in rows["sasrec"]
+    assert rows["sasrec"].split("│")[-2].strip() == "-"  # no run directory exists yet
     assert not any((tmp_path / "runs").glob("tiny/slow-epochs/*/summary.json"))
     assert not list((tmp_path / "runs").rglob("*.tmp"))
 

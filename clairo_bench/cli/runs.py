@@ -149,7 +149,7 @@ def run(
         task = progress.add_task(f"Jobs on {dataset} ({profile})", total=len(jobs))
         try:
             outcomes = run_jobs(jobs, runs_dir, cache_dir, device=device, workers=workers,
-                                on_outcome=lambda outcome: progress.advance(task))
+                                on_outcome=lambda outcome: _advance(progress, task, outcome))
         except RunInterrupted as stop:
             outcomes, interrupted = stop.outcomes, True
     order = {name: position for position, name in enumerate(names)}
@@ -161,6 +161,12 @@ def run(
         raise typer.Exit(130)
     if any(outcome.status == "failed" for outcome in outcomes):
         raise typer.Exit(1)
+
+
+def _advance(progress: Progress, task, outcome) -> None:
+    # Jobs stopped by Ctrl-C or never started did not complete, so the bar does not count them.
+    if outcome.status in ("finished", "skipped", "failed"):
+        progress.advance(task)
 
 
 def _print_outcomes(console: Console, outcomes) -> None:
@@ -188,7 +194,8 @@ def _print_outcomes(console: Console, outcomes) -> None:
             *[f"{test[m]:.4f}" if m in test else "-" for m in metrics],
             f"{outcome.summary['wall_time_s']:.0f}" if "wall_time_s" in outcome.summary else "-",
             f"{outcome.summary['peak_memory_mb']:.0f}" if "peak_memory_mb" in outcome.summary else "-",
-            escape(str(outcome.run_dir)),
+            # A job that never started has no directory yet.
+            escape(str(outcome.run_dir)) if outcome.run_dir.exists() else "-",
         )
     console.print(table)
     for outcome in outcomes:
@@ -250,11 +257,15 @@ def recommend(
                       f"first {len(items) - cap} of the {len(items)} given do not inform the ranking"
                       + (" (--exclude-history still leaves them out)." if exclude_history else "."))
     ranked = recommend_for_history(trained.method, dataset, items, k, cap, exclude_history)
-    table = Table("rank", "item index", "item id", "title", title=f"{trained.method.name} on {dataset.name}")
+    # Indices are written as --history takes them (#N), so a row can be pasted back.
+    has_titles = any(item.title for item in ranked)
+    columns = ["rank", "item index", "item id", *(["title"] if has_titles else [])]
+    table = Table(*columns, title=f"{trained.method.name} on {dataset.name}")
     for item in ranked:
-        table.add_row(str(item.rank), str(item.item_index), escape(item.item_id), escape(item.title or ""))
+        cells = [str(item.rank), f"#{item.item_index}", escape(item.item_id)]
+        table.add_row(*cells, *([escape(item.title or "")] if has_titles else []))
     console.print(table)
-    if ranked and all(not item.title for item in ranked):
+    if ranked and not has_titles:
         console.print(f"Dataset {dataset.name} has no titles for these items (its metadata has none).")
     if len(ranked) < k:
         seen = len(set(items.tolist())) if exclude_history else 0

@@ -274,11 +274,15 @@ def select_runs(runs: Sequence[RunRecord], dataset: str, profile: str | None = N
 
 def collect_runs(runs_dir: Path, dataset: str, profile: str | None = None) -> RunSelection:
     """Discover, select and check the runs of one dataset for a report."""
-    selection = _leave_out_damaged_per_user(select_runs(discover_runs(runs_dir, dataset), dataset, profile))
+    runs = discover_runs(runs_dir, dataset)
+    selection = _leave_out_damaged_per_user(select_runs(runs, dataset, profile))
     if not selection.runs:
+        others = sorted({run.profile for run in runs if run.status == "finished"} - {selection.profile})
+        hint = (f" Finished runs exist for profile(s) {', '.join(others)}; pass --profile with one of them."
+                if others else "")
         raise ReportError(
             f"Dataset {dataset!r} has no finished run of profile {selection.profile!r} in {runs_dir}; "
-            f"{len(selection.missing)} failed or incomplete run(s) found."
+            f"{len(selection.missing)} failed or incomplete run(s) found.{hint}"
         )
     check_comparable(selection.runs)
     return selection

@@ -175,5 +175,5 @@ def generate_reports(
 
 def _write(path: Path, text: str) -> Path:
     atomic_write_text(path, text)
-    logger.info("Wrote %s", path)
+    logger.debug("Wrote %s", path)  # the command lists every written file itself
     return path

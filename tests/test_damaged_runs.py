@@ -180,18 +180,24 @@ def test_leaderboard_leaves_out_damaged_run(pop_runs, caplog):
     assert "provenance.json is damaged" in caplog.text
 
 
-def test_per_user_file_with_empty_cell_names_user(pop_runs):
-    _, run_dirs, tmp_path = pop_runs
-    path = run_dirs[0] / "per_user_test.csv"
+def _blank_cell(path: Path, row: int, column: str) -> str:
+    """Empty one cell of a per-user CSV (`row` counts data rows from 1); return that row's user id."""
     lines = path.read_text().splitlines()
     header = lines[0].split(",")
-    cells = lines[2].split(",")
-    cells[header.index("ndcg@10")] = ""
-    path.write_text("\n".join([lines[0], lines[1], ",".join(cells), *lines[3:]]) + "\n")
+    cells = lines[row].split(",")
+    cells[header.index(column)] = ""
+    lines[row] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    return cells[header.index("user_id")]
+
+
+def test_per_user_file_with_empty_cell_names_user(pop_runs):
+    _, run_dirs, tmp_path = pop_runs
+    user = _blank_cell(run_dirs[0] / "per_user_test.csv", 2, "ndcg@10")
     [run] = [run for run in select_runs(discover_runs(tmp_path / "runs", "tiny"), "tiny").runs if run.seed == 0]
     with pytest.raises(ReportError) as caught:
         load_per_user(run, ["ndcg@10"])
-    assert f"of user {cells[header.index('user_id')]!r} (data row 2)" in str(caught.value)
+    assert f"of user {user!r} (data row 2)" in str(caught.value)
 
 
 def test_per_user_file_empty_is_reported(pop_runs):
@@ -335,12 +341,7 @@ def test_run_rejects_dataset_without_usable_users(tiny_datasets_dir, tmp_path):
 
 def test_leaderboard_leaves_out_run_with_damaged_per_user_file(pop_runs):
     _, run_dirs, tmp_path = pop_runs
-    path = run_dirs[1] / "per_user_test.csv"
-    lines = path.read_text().splitlines()
-    header = lines[0].split(",")
-    cells = lines[1].split(",")
-    cells[header.index("mrr@5")] = ""
-    path.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    _blank_cell(run_dirs[1] / "per_user_test.csv", 1, "mrr@5")
     result = CliRunner().invoke(app, ["leaderboard", "--dataset", "tiny", "--runs-dir", str(tmp_path / "runs"),
                                       "--out", str(tmp_path / "boards"), "--no-plots", "--no-slices"])
     assert result.exit_code == 0, result.output

@@ -82,3 +82,16 @@ def test_cli_claims_lists_untested(tmp_path):
     assert result.exit_code == 0, result.output
     assert "untested" in result.output
     assert "+45.1% NDCG@5" in result.output
+
+
+def test_header_names_methods_with_fewer_beams_than_cutoffs(tmp_path):
+    from clairo_bench.reporting.collect import collect_runs
+    from clairo_bench.reporting.leaderboard import describe_runs
+
+    write_run(tmp_path, "pop", 0, ranks_with_hits(6, 2))
+    write_run(tmp_path, "clairo", 0, ranks_with_hits(6, 2), method_config={"num_beams": 5})
+    write_run(tmp_path, "mql4grec", 0, ranks_with_hits(6, 2), method_config={"num_beams": 20})
+    header = dict(describe_runs(collect_runs(tmp_path, "toy")))
+    assert header["Generation"].startswith("clairo (5 beams) decode a fixed number of beams")
+    assert "largest cut-off 10" in header["Generation"]
+    assert "mql4grec" not in header["Generation"]

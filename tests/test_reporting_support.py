@@ -36,6 +36,7 @@ def write_run(
     finished_at: str = "2026-01-02T00:00:00+00:00",
     status: str = "finished",
     overrides: Sequence[str] = (),
+    method_config: dict | None = None,
 ) -> Path:
     """Write one run directory with job, config, provenance, log, records, per-user CSV and summary.
 
@@ -53,7 +54,7 @@ def write_run(
         "format_version": 1,
         "method": method,
         "method_class": f"fake:{method}",
-        "method_config": {},
+        "method_config": dict(method_config or {}),
         "profile": profile,
         "seed": seed,
         "device": "cpu",

@@ -221,6 +221,19 @@ def _compare(
     )
 
 
+def _short_list_methods(selection: RunSelection, largest_cutoff: int) -> str:
+    """Name the methods whose recorded num_beams is below `largest_cutoff`, with their beams."""
+    beams: dict[str, set[int]] = {}
+    for run in selection.runs:
+        value = run.config.get("method_config", {}).get("num_beams")
+        if isinstance(value, int) and value < largest_cutoff:
+            beams.setdefault(run.method, set()).add(value)
+    return ", ".join(
+        f"{method} ({'/'.join(str(value) for value in sorted(values))} beams)"
+        for method, values in sorted(beams.items())
+    )
+
+
 def describe_runs(selection: RunSelection) -> tuple[tuple[str, str], ...]:
     """Describe data, processing, split, protocol, seeds, profile, software and dates of the runs.
 
@@ -254,6 +267,13 @@ def describe_runs(selection: RunSelection) -> tuple[tuple[str, str], ...]:
         f"cut-offs {', '.join(str(k) for k in evaluation.get('ks', []))}"
     )))
     lines.append(("Profile", selection.profile))
+    short_lists = _short_list_methods(selection, max(evaluation.get("ks", []) or [0]))
+    if short_lists:
+        lines.append(("Generation", (
+            f"{short_lists} decode a fixed number of beams per segmentation or ID space, fewer "
+            f"than the largest cut-off {max(evaluation['ks'])}, so their lists may hold fewer items "
+            "and their Recall and NDCG at the larger cut-offs are capped"
+        )))
     seeds = "; ".join(
         f"{method}: {', '.join(str(run.seed) for run in selection.runs_of(method))}"
         for method in selection.methods

@@ -67,14 +67,16 @@ def load_trained_method(run_dir: Path, cache_dir: Path) -> TrainedRun:
     except KeyError as error:
         raise DataError(f"{config_path} is damaged: it lacks the field {error}; {rerun}.") from None
     except (TypeError, ValueError, ConfigError) as error:
-        raise DataError(f"{config_path} or job.json is damaged: {error}; {rerun}.") from None
+        problem = str(error).rstrip(".")
+        raise DataError(f"{config_path} or job.json is damaged: {problem}; {rerun}.") from None
     for reference in plugins:
         register_plugin(reference)
     method_class = get_method_class(method_name)
     try:
         method_config = build_config(method_class.config_class, method_values, owner=method_name)
     except (ConfigError, TypeError, ValueError) as error:
-        raise DataError(f"{config_path} has an invalid method_config: {error} {rerun}.") from None
+        problem = str(error).rstrip(".")
+        raise DataError(f"{config_path} has an invalid method_config: {problem}; {rerun}.") from None
 
     dataset = load_dataset(dataset_name)
     if dataset.content_hash() != dataset_hash:

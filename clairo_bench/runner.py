@@ -705,13 +705,16 @@ def read_train_log(log_path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _is_epoch_record(record: Any) -> bool:
     """Check the fields that the summary reads: an integer epoch and numeric loss, time, metrics."""
     if not isinstance(record, dict) or type(record.get("epoch")) is not int:
         return False
-    numeric = [value for name, value in record.items()
-               if name in ("train_loss", "seconds") or name.startswith("valid_")]
-    return all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in numeric)
+    return all(_is_number(value) for name, value in record.items()
+               if name in ("train_loss", "seconds") or name.startswith("valid_"))
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
@@ -722,16 +725,12 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     """
     path = Path(run_dir) / "summary.json"
     summary = read_json_file(path)
-
-    def numeric(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
     problems = []
     test = summary.get("test")
-    if not isinstance(test, dict) or not all(numeric(value) for value in test.values()):
+    if not isinstance(test, dict) or not all(_is_number(value) for value in test.values()):
         problems.append("'test' is not a mapping of metric names to numbers")
     for key in ("wall_time_s", "peak_memory_mb"):
-        if key in summary and not numeric(summary[key]):
+        if key in summary and not _is_number(summary[key]):
             problems.append(f"{key!r} is {summary[key]!r}, not a number")
     if problems:
         raise DamagedFileError(f"{path} is damaged: {'; '.join(problems)}")

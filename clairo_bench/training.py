@@ -162,7 +162,7 @@ def train_with_early_stopping(
                     last_path, start_epoch, best_epoch)
     else:
         # Checkpoints are written at the end of each epoch, so a job stopped in its first epoch
-        # starts over. This line tells the user that no resume was possible.
+        # starts over. This log line shows the user that no resume was possible.
         logger.info("No checkpoint at %s; training starts at epoch 1.", last_path)
 
     epoch = start_epoch - 1

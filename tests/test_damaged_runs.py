@@ -339,7 +339,7 @@ def test_run_rejects_dataset_without_usable_users(tiny_datasets_dir, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_leaderboard_leaves_out_run_with_damaged_per_user_file(pop_runs):
+def test_leaderboard_skips_damaged_per_user_file(pop_runs):
     _, run_dirs, tmp_path = pop_runs
     _blank_cell(run_dirs[1] / "per_user_test.csv", 1, "mrr@5")
     result = CliRunner().invoke(app, ["leaderboard", "--dataset", "tiny", "--runs-dir", str(tmp_path / "runs"),

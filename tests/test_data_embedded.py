@@ -133,9 +133,9 @@ def test_cli_items_lists_most_interacted_first(embedded):
     assert result.exit_code == 0, result.output
     rows = _table_rows(result.output)
     assert len(rows) == 3
-    shown = [int(row[2].replace(",", "")) for row in rows]
-    assert shown[0] == max(counts.values())
-    assert shown == sorted(shown, reverse=True)
+    shown_counts = [int(row[2].replace(",", "")) for row in rows]
+    assert shown_counts[0] == max(counts.values())
+    assert shown_counts == sorted(shown_counts, reverse=True)
     for index, identifier, count in (row[:3] for row in rows):
         assert dataset.item_ids[int(index[1:])] == identifier
         assert counts[int(index[1:])] == int(count.replace(",", ""))

@@ -29,13 +29,13 @@ def test_pop_ranking_excludes_history(pop_run):
     by_count = np.argsort(-counts, kind="stable").tolist()
     history = np.asarray(by_count[:2])
 
-    kept = recommend_for_history(trained.method, trained.dataset, history, k=4)
-    skipped = recommend_for_history(trained.method, trained.dataset, history, k=4, exclude_history=True)
+    with_history = recommend_for_history(trained.method, trained.dataset, history, k=4)
+    without_history = recommend_for_history(trained.method, trained.dataset, history, k=4, exclude_history=True)
 
-    assert [item.item_index for item in kept] == by_count[:4]
-    assert [item.item_index for item in skipped] == by_count[2:6]
-    assert [item.rank for item in skipped] == [1, 2, 3, 4]
-    assert skipped[0].item_id == trained.dataset.item_ids[by_count[2]]
+    assert [item.item_index for item in with_history] == by_count[:4]
+    assert [item.item_index for item in without_history] == by_count[2:6]
+    assert [item.rank for item in without_history] == [1, 2, 3, 4]
+    assert without_history[0].item_id == trained.dataset.item_ids[by_count[2]]
     assert trained.max_history_items == 20
 
 

@@ -119,3 +119,16 @@ def test_collect_without_finished_runs_names_other_profiles(tmp_path):
     with pytest.raises(ReportError) as caught:
         collect_runs(tmp_path, "toy", profile="quick")
     assert "Finished runs exist for profile(s) smoke; pass --profile with one of them." in str(caught.value)
+
+
+def test_collected_runs_read_per_user_once(tmp_path, monkeypatch):
+    import pandas as pd
+
+    write_run(tmp_path, "pop", 0, ranks_with_hits(4, 1))
+    write_run(tmp_path, "pop", 1, ranks_with_hits(4, 2))
+    reads = []
+    original = pd.read_csv
+    monkeypatch.setattr(pd, "read_csv", lambda *args, **kwargs: reads.append(args[0]) or original(*args, **kwargs))
+    selection = collect_runs(tmp_path, "toy")
+    seed_averaged_per_user(selection.runs_of("pop"), ["ndcg@5"])
+    assert len(reads) == 2

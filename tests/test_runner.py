@@ -124,23 +124,27 @@ def test_ctrl_c_prints_table_and_exits_130(tiny_datasets_dir, tmp_path, to_group
     process = subprocess.Popen([*CLI, *arguments], cwd=tmp_path, start_new_session=True, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**os.environ, "COLUMNS": "250"})
+
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         logs = list((tmp_path / "runs").glob("tiny/slow-epochs/*/train_log.jsonl"))
         if logs and logs[0].read_text().strip():
             break
         time.sleep(0.2)
+
     # A terminal's Ctrl-C sends SIGINT to the whole foreground process group; `kill -INT PID`
     # reaches the parent only, which must then stop the job process itself.
     if to_group:
         os.killpg(process.pid, signal.SIGINT)
     else:
         os.kill(process.pid, signal.SIGINT)
+
     # 50 epochs of one second: a job that kept running would finish and write summary.json.
     stdout, stderr = process.communicate(timeout=45)
     assert process.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr, stderr[-3000:]
     assert "Interrupted." in stdout
+
     rows = {line.split()[1]: line for line in stdout.splitlines() if line.count("│") > 3}
     assert "finished" in rows["pop"]
     assert "interrupted" in rows["slow-epochs"]
@@ -327,18 +331,18 @@ def test_methods_list_reports_a_missing_plugin_module(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_trained_job_reports_validation_of_kept_epoch_without_second_pass(tiny_datasets_dir, tmp_path):
+def test_validation_reused_from_kept_epoch(tiny_datasets_dir, tmp_path):
     job = Job("sasrec", "tiny", seed=0, profile="smoke", overrides=("eval.ks=5,20",))
     [outcome] = run_jobs([job], tmp_path / "runs", tmp_path / "cache", isolate=False)
     assert outcome.status == "finished", outcome.error
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     records = [json.loads(line) for line in (outcome.run_dir / "train_log.jsonl").read_text().splitlines()]
-    kept = next(record for record in records if record["epoch"] == summary["best_epoch"])
+    kept_record = next(record for record in records if record["epoch"] == summary["best_epoch"])
     assert summary["valid_source"] == "kept epoch"
     # The validation pass also scored K=10 for early stopping; the summary keeps the run's cut-offs.
     assert set(summary["valid"]) == {f"{name}@{k}" for name in ("recall", "ndcg", "mrr") for k in (5, 20)}
     for name, value in summary["valid"].items():
-        assert value == kept[f"valid_{name}"]
+        assert value == kept_record[f"valid_{name}"]
 
 
 def test_equal_copy_of_validation_metrics_is_scored_again(tiny_datasets_dir, tmp_path):

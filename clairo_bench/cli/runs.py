@@ -169,16 +169,22 @@ def _advance(progress: Progress, task, outcome) -> None:
         progress.advance(task)
 
 
+def _table_metrics(outcomes) -> list[str]:
+    """Choose the usual metric columns, or the runs' own cut-offs when `--set eval.ks` left them out."""
+    present = {name for outcome in outcomes for name in outcome.summary.get("test", {})}
+    usual = [name for name in REPORTED_METRICS if name in present]
+    if usual or not present:
+        return usual or list(REPORTED_METRICS)
+    own = [name for name in present if name.split("@")[0] in ("recall", "ndcg")]
+    own.sort(key=lambda name: (int(name.split("@")[1]), name.startswith("ndcg")))  # recall first at each K
+    return own[:4] or list(REPORTED_METRICS)
+
+
 def _print_outcomes(console: Console, outcomes) -> None:
     """Print one row per job in the given order, then CLAIRO's vocabulary shares for the runs that recorded them."""
     if not console.is_terminal:
         console.width = max(console.width, 200)  # a log file has no terminal width to fit
-    # The usual columns, or the run's own cut-offs when `--set eval.ks` left those out.
-    present = {name for outcome in outcomes for name in outcome.summary.get("test", {})}
-    metrics = [name for name in REPORTED_METRICS if name in present] or sorted(
-        (name for name in present if name.split("@")[0] in ("recall", "ndcg")),
-        key=lambda name: (int(name.split("@")[1]), name.startswith("ndcg")),  # recall, then ndcg
-    )[:4] or list(REPORTED_METRICS)
+    metrics = _table_metrics(outcomes)
     headers = ["method", "seed", "status", *metrics, "wall time (s)", "peak memory (MiB)", "run directory"]
     # Fold long cells instead of cutting them: the run directory is what `recommend --run` needs.
     table = Table(*[Column(header, overflow="fold") for header in headers])

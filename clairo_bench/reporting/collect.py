@@ -56,6 +56,7 @@ class RunRecord:
         config, summary, provenance: the parsed JSON files; empty where the file is missing.
         error: the error message of a failed run.
         finished_at: summary.json's `finished_at`, or the file's modification time without it.
+        per_user: per_user_test.csv once `collect_runs` has read and checked it, else None.
     """
 
     run_dir: Path
@@ -69,6 +70,7 @@ class RunRecord:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     finished_at: datetime | None = None
+    per_user: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -293,13 +295,14 @@ def _leave_out_damaged_per_user(selection: RunSelection) -> RunSelection:
     usable, missing = [], list(selection.missing)
     for run in selection.runs:
         try:
-            load_per_user(run, ())
+            frame = load_per_user(run, ())
         except ReportError as error:
             logger.warning("Run %s is left out: %s", run.run_dir, error)
             missing.append(MissingRun(run.dataset, run.method, run.seed, run.profile, f"damaged: {error}",
                                       run.run_dir))
         else:
-            usable.append(run)
+            # The checked frame travels with the run, so the report does not read the file again.
+            usable.append(dataclasses.replace(run, per_user=frame))
     return dataclasses.replace(selection, runs=tuple(usable), missing=tuple(missing))
 
 
@@ -359,15 +362,7 @@ def _canonical(value: Any) -> str:
 def load_per_user(run: RunRecord, metrics: Sequence[str]) -> pd.DataFrame:
     """Read a run's per_user_test.csv, checking that it has the user id and every metric."""
     path = run.per_user_path
-    if not path.exists():
-        raise ReportError(f"Run {run.run_dir} is finished but has no {PER_USER_FILE}; re-run the job.")
-    try:
-        frame = pd.read_csv(path, dtype={"user_id": str, "target_id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
-        raise ReportError(
-            f"{path} is damaged ({error}); delete {run.run_dir / 'summary.json'} and rerun the job, "
-            "which resumes from its checkpoint and writes the file again."
-        ) from None
+    frame = run.per_user if run.per_user is not None else _read_per_user_file(run)
     required = ["user_id", "target_index", "history_length", *metrics]
     absent = [name for name in required if name not in frame.columns]
     if absent:
@@ -381,8 +376,9 @@ def load_per_user(run: RunRecord, metrics: Sequence[str]) -> pd.DataFrame:
     unscored = frame[scored].isna().any(axis=1)
     if unscored.any():
         row = int(unscored.to_numpy().argmax())
+        empty = [column for column in scored if pd.isna(frame[column].iloc[row])]
         raise ReportError(
-            f"{path} has no value for {', '.join(m for m in scored if pd.isna(frame[m].iloc[row]))} "
+            f"{path} has no value for {', '.join(empty)} "
             f"of user {frame['user_id'].iloc[row]!r} (data row {row + 1}); the file is damaged. "
             f"Delete {run.run_dir / 'summary.json'} and rerun the job to write it again."
         )
@@ -390,6 +386,19 @@ def load_per_user(run: RunRecord, metrics: Sequence[str]) -> pd.DataFrame:
         duplicate = frame.loc[frame["user_id"].duplicated(), "user_id"].iloc[0]
         raise ReportError(f"{path} lists user {duplicate!r} more than once; the file is corrupt.")
     return frame
+
+
+def _read_per_user_file(run: RunRecord) -> pd.DataFrame:
+    path = run.per_user_path
+    if not path.exists():
+        raise ReportError(f"Run {run.run_dir} is finished but has no {PER_USER_FILE}; re-run the job.")
+    try:
+        return pd.read_csv(path, dtype={"user_id": str, "target_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+        raise ReportError(
+            f"{path} is damaged ({error}); delete {run.run_dir / 'summary.json'} and rerun the job, "
+            "which resumes from its checkpoint and writes the file again."
+        ) from None
 
 
 def seed_averaged_per_user(runs: Sequence[RunRecord], metrics: Sequence[str]) -> pd.DataFrame:
